@@ -1,0 +1,106 @@
+//! `prep-report.json`: what a preprocessing run did, file by file where it matters.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{config::PrepConfig, decode::DecodeError};
+
+/// Why a file under a class folder was not turned into a training image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", content = "detail", rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// The file could not be decoded; the inner error says why.
+    Decode(DecodeError),
+    /// The file is in a folder nested inside a class folder and
+    /// [`NestedDirs::Skip`](crate::NestedDirs::Skip) is configured.
+    NestedFolder,
+    /// The file could not be read.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Decode(error) => write!(f, "{error}"),
+            SkipReason::NestedFolder => write!(f, "in a nested folder (prep.nested = \"skip\")"),
+            SkipReason::Unreadable(error) => write!(f, "unreadable: {error}"),
+        }
+    }
+}
+
+/// A file that was skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFile {
+    /// Path relative to the input folder.
+    pub path: String,
+    /// Why.
+    #[serde(flatten)]
+    pub reason: SkipReason,
+}
+
+/// A file that was used but had something wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileWarning {
+    /// Path relative to the input folder.
+    pub path: String,
+    /// What was wrong.
+    pub warning: String,
+}
+
+/// Counts that always add up: `files = written + skipped`, `written = train + val`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepCounts {
+    /// Class folders found.
+    pub classes: usize,
+    /// Files found under class folders (nested ones included, whatever the rule).
+    pub files: usize,
+    /// Images written.
+    pub written: usize,
+    /// Of those, in the training split.
+    pub train: usize,
+    /// Of those, in the validation split.
+    pub val: usize,
+    /// Files skipped (each listed in `skipped`).
+    pub skipped: usize,
+    /// Images found in nested folders and used.
+    pub nested_included: usize,
+    /// Files found in nested folders and skipped by the rule.
+    pub nested_skipped: usize,
+    /// Images used despite a warning (each listed in `warnings`).
+    pub warnings: usize,
+}
+
+/// Wall-clock timings of the run, in seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrepTimings {
+    /// Listing and sniffing the input.
+    pub scan_s: f64,
+    /// Decoding, resizing and writing the images.
+    pub process_s: f64,
+    /// The whole run.
+    pub total_s: f64,
+    /// Images written per second of `process_s`.
+    pub images_per_s: f64,
+    /// Worker threads used.
+    pub threads: usize,
+}
+
+/// The content of `prep-report.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepReport {
+    /// Version of alexnet-prep that wrote it.
+    pub version: String,
+    /// The configuration the run used.
+    pub config: PrepConfig,
+    /// Counts.
+    pub counts: PrepCounts,
+    /// Every skipped file with its reason.
+    pub skipped: Vec<SkippedFile>,
+    /// Every file used despite a problem.
+    pub warnings: Vec<FileWarning>,
+    /// Top-level entries that are not class folders (stray files, hidden folders).
+    pub ignored_top_level: Vec<String>,
+    /// Class folders that ended up with no image.
+    pub empty_classes: Vec<String>,
+    /// Timings.
+    pub timings: PrepTimings,
+}
