@@ -1,0 +1,40 @@
+//! AlexNet on Burn 0.22: the BatchNorm network of the PyTorch post this project
+//! reproduces ([`Variant::Seed`], the default) and the 2012 paper's network with Local
+//! Response Normalization and the optional two-tower split ([`Variant::Paper`]).
+//!
+//! ```
+//! use alexnet_model::{AlexNetConfig, Variant};
+//! use burn::prelude::*;
+//!
+//! let config = AlexNetConfig::seed(256);
+//! let summary = config.summary(227, 227)?;
+//! assert_eq!(summary.total_params(), 59_349_312);
+//!
+//! let device = Device::flex();
+//! let model = config.with_num_classes(4).init(&device)?;
+//! let log_probs = model.valid().forward(Tensor::zeros([1, 3, 67, 67], &device))?;
+//! assert_eq!(log_probs.dims(), [1, 4]);
+//! # Ok::<(), alexnet_model::ModelError>(())
+//! ```
+//!
+//! The output is **log-probabilities**, as in the original: train with the negative
+//! log-likelihood; `exp()` gives probabilities. Inputs are `[N, 3, H, W]` with H and W of
+//! at least [`MIN_INPUT`] (67); an adaptive average pool before the classifier lets any
+//! size from there work (at 227 it is the identity).
+//!
+//! Burn 0.22 details handled here: max-pool strides are set to 2 (Burn defaults them to
+//! the kernel size); biases are set explicitly (Burn's initializers draw biases too);
+//! BatchNorm and Dropout train only on an autodiff device in training mode.
+
+mod config;
+mod error;
+mod lrn;
+mod model;
+mod store;
+mod summary;
+
+pub use config::{AlexNetConfig, DEFAULT_INPUT, MIN_INPUT, Variant};
+pub use error::{ModelError, Result};
+pub use lrn::LrnConfig;
+pub use model::{AlexNet, ConvBlock};
+pub use summary::{LayerSummary, ModelSummary};

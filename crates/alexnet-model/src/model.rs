@@ -1,0 +1,305 @@
+//! The AlexNet module.
+
+use burn::{
+    module::{Module, ModuleVisitor, Param},
+    nn::{
+        BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
+        LocalResponseNorm, PaddingConfig2d, Relu,
+        conv::{Conv2d, Conv2dConfig},
+        pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
+    },
+    prelude::*,
+    tensor::activation::log_softmax,
+};
+
+use crate::{
+    config::{AlexNetConfig, Variant},
+    error::{ModelError, Result},
+};
+
+/// Side of the feature map the classifier expects (256 × 6 × 6 = 9216 inputs).
+const POOLED: usize = 6;
+
+/// One convolutional stage: conv → ReLU → (BatchNorm | LRN) → max-pool → dropout, each
+/// after the conv optional.
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    /// The convolution.
+    pub conv: Conv2d,
+    /// BatchNorm after the ReLU (`Seed`).
+    pub norm: Option<BatchNorm>,
+    /// Local Response Normalization after the ReLU (`Paper`, conv1 and conv2).
+    pub lrn: Option<LocalResponseNorm>,
+    /// Overlapping 3×3, stride 2 max-pool (conv1, conv2, conv5).
+    pub pool: Option<MaxPool2d>,
+    /// Dropout after the pool (`Seed`).
+    pub dropout: Option<Dropout>,
+    activation: Relu,
+}
+
+impl ConvBlock {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let mut x = self.activation.forward(self.conv.forward(x));
+        if let Some(norm) = &self.norm {
+            x = norm.forward(x);
+        }
+        if let Some(lrn) = &self.lrn {
+            x = lrn.forward(x);
+        }
+        if let Some(pool) = &self.pool {
+            x = pool.forward(x);
+        }
+        if let Some(dropout) = &self.dropout {
+            x = dropout.forward(x);
+        }
+        x
+    }
+}
+
+/// AlexNet; see [`Variant`] for the two networks. [`AlexNet::forward`] returns
+/// **log-probabilities** (log-softmax over classes), as the original: train it with the
+/// negative log-likelihood, and take `exp` for probabilities.
+#[derive(Module, Debug)]
+pub struct AlexNet {
+    /// conv1: 3 → 96, 11×11, stride 4, no padding.
+    pub conv1: ConvBlock,
+    /// conv2: 96 → 256, 5×5, padding 2.
+    pub conv2: ConvBlock,
+    /// conv3: 256 → 384, 3×3, padding 1.
+    pub conv3: ConvBlock,
+    /// conv4: 384 → 384, 3×3, padding 1.
+    pub conv4: ConvBlock,
+    /// conv5: 384 → 256, 3×3, padding 1.
+    pub conv5: ConvBlock,
+    /// Adaptive average pool to 6×6 (the identity at 227×227 input).
+    pub avgpool: AdaptiveAvgPool2d,
+    /// Dropout before fc1 (`Paper`).
+    pub dropout0: Option<Dropout>,
+    /// fc1: 9216 → 4096.
+    pub fc1: Linear,
+    /// BatchNorm after fc1's ReLU (`Seed`).
+    pub norm1: Option<BatchNorm>,
+    /// Dropout after fc1 (both variants: before fc2).
+    pub dropout1: Dropout,
+    /// fc2: 4096 → 4096.
+    pub fc2: Linear,
+    /// BatchNorm after fc2's ReLU (`Seed`).
+    pub norm2: Option<BatchNorm>,
+    /// fc3: 4096 → classes.
+    pub fc3: Linear,
+    activation: Relu,
+    #[module(skip)]
+    config: AlexNetConfig,
+}
+
+struct Builder<'a> {
+    config: &'a AlexNetConfig,
+    device: &'a Device,
+}
+
+impl Builder<'_> {
+    fn weight_init(&self) -> Initializer {
+        match self.config.variant {
+            Variant::Seed => Initializer::XavierNormal { gain: 1.0 },
+            Variant::Paper => Initializer::Normal {
+                mean: 0.0,
+                std: 0.01,
+            },
+        }
+    }
+
+    fn bias_init(value: f64) -> Initializer {
+        if value == 0.0 {
+            Initializer::Zeros
+        } else {
+            Initializer::Constant { value }
+        }
+    }
+
+    fn batch_norm(&self, features: usize) -> Option<BatchNorm> {
+        (self.config.variant == Variant::Seed).then(|| {
+            BatchNormConfig::new(features)
+                .with_momentum(self.config.batch_norm_momentum)
+                .with_epsilon(self.config.batch_norm_epsilon)
+                .init(self.device)
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &self,
+        channels: [usize; 2],
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        grouped: bool,
+        bias: f64,
+        lrn: bool,
+        pool: bool,
+    ) -> Result<ConvBlock> {
+        let groups = if grouped && self.config.two_tower {
+            2
+        } else {
+            1
+        };
+        let mut conv = Conv2dConfig::new(channels, [kernel, kernel])
+            .with_stride([stride, stride])
+            .with_padding(PaddingConfig2d::Explicit(
+                padding, padding, padding, padding,
+            ))
+            .with_groups(groups)
+            .with_initializer(self.weight_init())
+            .init(self.device);
+        // Burn's initializer also draws the bias; the originals set it to a constant.
+        conv.bias = Some(Self::bias_init(bias).init([channels[1]], self.device));
+        let seed = self.config.variant == Variant::Seed;
+        Ok(ConvBlock {
+            conv,
+            norm: self.batch_norm(channels[1]),
+            lrn: if lrn && !seed {
+                Some(self.config.lrn.init()?)
+            } else {
+                None
+            },
+            // Burn's pool stride defaults to the kernel; AlexNet's pools overlap (3, stride 2).
+            pool: pool.then(|| MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init()),
+            dropout: (pool && seed).then(|| DropoutConfig::new(self.config.conv_dropout).init()),
+            activation: Relu::new(),
+        })
+    }
+
+    fn linear(&self, d_input: usize, d_output: usize, bias: f64) -> Linear {
+        let mut linear = LinearConfig::new(d_input, d_output)
+            .with_initializer(self.weight_init())
+            .init(self.device);
+        linear.bias = Some(Self::bias_init(bias).init([d_output], self.device));
+        linear
+    }
+}
+
+impl AlexNetConfig {
+    /// Builds the network on `device` (an autodiff device for training).
+    ///
+    /// ```
+    /// use alexnet_model::AlexNetConfig;
+    /// use burn::prelude::*;
+    ///
+    /// let device = Device::flex();
+    /// let model = AlexNetConfig::seed(10).init(&device)?;
+    /// let log_probs = model.forward(Tensor::zeros([2, 3, 67, 67], &device))?;
+    /// assert_eq!(log_probs.dims(), [2, 10]);
+    /// # Ok::<(), alexnet_model::ModelError>(())
+    /// ```
+    pub fn init(&self, device: &Device) -> Result<AlexNet> {
+        self.validate()?;
+        let classes = self.classes()?;
+        let b = Builder {
+            config: self,
+            device,
+        };
+        let paper = self.variant == Variant::Paper;
+        // The paper's bias of 1 in conv2, conv4, conv5 and the hidden FC layers gives the
+        // ReLUs positive inputs early on; the post uses zero everywhere.
+        let one = if paper { 1.0 } else { 0.0 };
+        Ok(AlexNet {
+            conv1: b.conv([3, 96], 11, 4, 0, false, 0.0, true, true)?,
+            conv2: b.conv([96, 256], 5, 1, 2, true, one, true, true)?,
+            conv3: b.conv([256, 384], 3, 1, 1, false, 0.0, false, false)?,
+            conv4: b.conv([384, 384], 3, 1, 1, true, one, false, false)?,
+            conv5: b.conv([384, 256], 3, 1, 1, true, one, false, true)?,
+            avgpool: AdaptiveAvgPool2dConfig::new([POOLED, POOLED]).init(),
+            dropout0: paper.then(|| DropoutConfig::new(self.fc_dropout).init()),
+            fc1: b.linear(256 * POOLED * POOLED, 4096, one),
+            norm1: b.batch_norm(4096),
+            dropout1: DropoutConfig::new(self.fc_dropout).init(),
+            fc2: b.linear(4096, 4096, one),
+            norm2: b.batch_norm(4096),
+            fc3: b.linear(4096, classes, 0.0),
+            activation: Relu::new(),
+            config: self.clone(),
+        })
+    }
+}
+
+impl AlexNet {
+    /// The configuration the network was built from.
+    pub fn config(&self) -> &AlexNetConfig {
+        &self.config
+    }
+
+    /// Trainable parameters, as PyTorch's `sum(p.numel() for p in model.parameters())`
+    /// counts them: Burn's `num_params` also counts BatchNorm running statistics.
+    pub fn num_trainable_params(&self) -> usize {
+        let mut counter = TrainableCounter::default();
+        self.visit(&mut counter);
+        counter.total
+    }
+
+    /// Number of classes of the output.
+    pub fn num_classes(&self) -> usize {
+        self.fc3.weight.dims()[1]
+    }
+
+    /// Log-probabilities `[N, classes]` for images `[N, 3, H, W]` (H, W ≥ 67).
+    ///
+    /// Dropout and BatchNorm train only when the input is on an autodiff device and the
+    /// module is in training mode; use [`Module::valid`] for evaluation.
+    pub fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
+        let [_, channels, height, width] = images.dims();
+        if channels != 3 {
+            return Err(ModelError::WrongChannels(channels));
+        }
+        self.config.check_input(height, width)?;
+        Ok(self.forward_unchecked(images))
+    }
+
+    fn forward_unchecked(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.conv1.forward(images);
+        let x = self.conv2.forward(x);
+        let x = self.conv3.forward(x);
+        let x = self.conv4.forward(x);
+        let x = self.conv5.forward(x);
+        let x = self.avgpool.forward(x);
+        let mut x: Tensor<2> = x.flatten(1, 3);
+        if let Some(dropout) = &self.dropout0 {
+            x = dropout.forward(x);
+        }
+        let mut x = self.activation.forward(self.fc1.forward(x));
+        if let Some(norm) = &self.norm1 {
+            x = norm.forward(x);
+        }
+        let x = self.dropout1.forward(x);
+        let mut x = self.activation.forward(self.fc2.forward(x));
+        if let Some(norm) = &self.norm2 {
+            x = norm.forward(x);
+        }
+        log_softmax(self.fc3.forward(x), 1)
+    }
+}
+
+/// Counts float parameters except BatchNorm's running statistics (buffers, not parameters).
+#[derive(Default)]
+struct TrainableCounter {
+    path: Vec<String>,
+    total: usize,
+}
+
+impl ModuleVisitor for TrainableCounter {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let buffer = self
+            .path
+            .last()
+            .is_some_and(|name| name == "running_mean" || name == "running_var");
+        if !buffer {
+            self.total += param.lazy_shape().num_elements();
+        }
+    }
+}
