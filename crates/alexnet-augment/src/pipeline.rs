@@ -4,7 +4,7 @@ use std::{borrow::Cow, cell::RefCell};
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer, images::CroppedImage};
 use image::RgbImage;
-use rand::Rng;
+use rand::{Rng, RngExt};
 use rand_distr::{Distribution, Normal};
 
 use crate::{
@@ -147,13 +147,13 @@ impl Pipeline {
                 if size[0] == 0 || size[1] == 0 || size[0] > 16_384 || size[1] > 16_384 {
                     return Err(invalid("size", format!("{size:?} is not in 1..=16384")));
                 }
-                if let Some((h, w)) = fits {
-                    if size[0] > h || size[1] > w {
-                        return Err(invalid(
-                            "size",
-                            format!("{size:?} is larger than the {h}x{w} image it applies to"),
-                        ));
-                    }
+                if let Some((h, w)) = fits
+                    && (size[0] > h || size[1] > w)
+                {
+                    return Err(invalid(
+                        "size",
+                        format!("{size:?} is larger than the {h}x{w} image it applies to"),
+                    ));
                 }
                 Ok(())
             };
@@ -323,6 +323,35 @@ impl Pipeline {
     /// `f32` values written per image: `crops × 3 × height × width`.
     pub fn output_len(&self) -> usize {
         self.crops * 3 * self.output[0] as usize * self.output[1] as usize
+    }
+
+    /// Turns one CHW output back into an 8-bit image for display: undoes the
+    /// normalization (not the random PCA shift, which stays visible, as the network sees
+    /// it) and clamps to 0–255. `chw` is one crop (`3 × height × width` values).
+    pub fn to_rgb8(&self, chw: &[f32]) -> Option<RgbImage> {
+        let [height, width] = self.output;
+        let plane = height as usize * width as usize;
+        if chw.len() != 3 * plane {
+            return None;
+        }
+        let mut offset = [0.0f64; 3];
+        let mut scale = [1.0f64; 3];
+        for step in &self.steps {
+            if let Step::Normalize { unit, mean, std } = step {
+                for c in 0..3 {
+                    offset[c] -= mean[c] / (scale[c] * unit);
+                    scale[c] *= unit / std[c];
+                }
+            }
+        }
+        Some(RgbImage::from_fn(width, height, |x, y| {
+            let i = y as usize * width as usize + x as usize;
+            image::Rgb([0, 1, 2].map(|c| {
+                (f64::from(chw[c * plane + i]) / scale[c] - offset[c])
+                    .round()
+                    .clamp(0.0, 255.0) as u8
+            }))
+        }))
     }
 
     /// Applies the pipeline to `image`, returning `crops` CHW images back to back.

@@ -290,3 +290,22 @@ fn images_of_the_wrong_size_are_errors_not_panics() {
         Err(AugmentError::WrongOutputLength { .. })
     ));
 }
+
+#[test]
+fn outputs_turn_back_into_the_image_they_came_from() {
+    let image = coordinates(40, 30);
+    let ops = [
+        OpConfig::Normalize {
+            mean: ChannelValues::Dataset,
+            std: Some(ChannelValues::Dataset),
+            scale: Scale::Unit,
+        },
+        OpConfig::CenterCrop { size: [30, 30] },
+    ];
+    let pipeline = Pipeline::new("t", &ops, [30, 40], Some(&stats())).unwrap();
+    let chw = pipeline.apply(&image, &mut sample_rng(0, 0, 0)).unwrap();
+    let back = pipeline.to_rgb8(&chw).unwrap();
+    assert_eq!(back.get_pixel(0, 0).0, image.get_pixel(5, 0).0);
+    assert_eq!(back.get_pixel(29, 29).0, image.get_pixel(34, 29).0);
+    assert!(pipeline.to_rgb8(&chw[1..]).is_none());
+}

@@ -110,10 +110,8 @@ impl AlexNetConfig {
     /// Checks every value; the error names the field.
     pub fn validate(&self) -> Result<()> {
         let invalid = |field, reason: String| Err(ModelError::InvalidConfig { field, reason });
-        if let Some(classes) = self.num_classes {
-            if classes < 2 {
-                return invalid("model.num_classes", format!("{classes} is less than 2"));
-            }
+        if let Some(classes) = self.num_classes.filter(|&classes| classes < 2) {
+            return invalid("model.num_classes", format!("{classes} is less than 2"));
         }
         for (field, p) in [
             ("model.conv_dropout", self.conv_dropout),

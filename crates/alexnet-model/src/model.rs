@@ -9,7 +9,7 @@ use burn::{
         pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
     },
     prelude::*,
-    tensor::activation::log_softmax,
+    tensor::{FloatDType, activation::log_softmax, ops::ConvOptions},
 };
 
 use crate::{
@@ -37,7 +37,45 @@ pub struct ConvBlock {
     activation: Relu,
 }
 
+fn linear_in(linear: &Linear, x: Tensor<2>, dtype: FloatDType) -> Tensor<2> {
+    let bias = linear.bias.as_ref().map(|bias| bias.val().cast(dtype));
+    burn::tensor::module::linear(x, linear.weight.val().cast(dtype), bias)
+}
+
+fn conv_in(conv: &Conv2d, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
+    // The blocks are built with explicit padding only.
+    let (top, left, bottom, right) = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => (top, left, bottom, right),
+        _ => (0, 0, 0, 0),
+    };
+    let options = ConvOptions::new_with_padding(
+        conv.stride,
+        [(top, bottom), (left, right)],
+        conv.dilation,
+        conv.groups,
+    );
+    let bias = conv.bias.as_ref().map(|bias| bias.val().cast(dtype));
+    burn::tensor::module::conv2d(x, conv.weight.val().cast(dtype), bias, options)
+}
+
 impl ConvBlock {
+    fn forward_in(&self, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
+        let mut x = self.activation.forward(conv_in(&self.conv, x, dtype));
+        if let Some(norm) = &self.norm {
+            x = norm.forward(x.cast(FloatDType::F32)).cast(dtype);
+        }
+        if let Some(lrn) = &self.lrn {
+            x = lrn.forward(x.cast(FloatDType::F32)).cast(dtype);
+        }
+        if let Some(pool) = &self.pool {
+            x = pool.forward(x);
+        }
+        if let Some(dropout) = &self.dropout {
+            x = dropout.forward(x);
+        }
+        x
+    }
+
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = self.activation.forward(self.conv.forward(x));
         if let Some(norm) = &self.norm {
@@ -251,6 +289,49 @@ impl AlexNet {
         }
         self.config.check_input(height, width)?;
         Ok(self.forward_unchecked(images))
+    }
+
+    /// Like [`AlexNet::forward`], computing convolutions and matrix products in `dtype`
+    /// (`F16` or `BF16` for mixed precision) while the weights stay `f32`: each weight is
+    /// cast on the fly (a differentiable cast, so gradients reach the `f32` weights), and
+    /// BatchNorm, LRN and the log-softmax run in `f32`, as PyTorch's autocast does.
+    pub fn forward_in(&self, images: Tensor<4>, dtype: FloatDType) -> Result<Tensor<2>> {
+        if dtype == FloatDType::F32 {
+            return self.forward(images);
+        }
+        let [_, channels, height, width] = images.dims();
+        if channels != 3 {
+            return Err(ModelError::WrongChannels(channels));
+        }
+        self.config.check_input(height, width)?;
+        let mut x = images.cast(dtype);
+        for block in [
+            &self.conv1,
+            &self.conv2,
+            &self.conv3,
+            &self.conv4,
+            &self.conv5,
+        ] {
+            x = block.forward_in(x, dtype);
+        }
+        let x = self.avgpool.forward(x);
+        let mut x: Tensor<2> = x.flatten(1, 3);
+        if let Some(dropout) = &self.dropout0 {
+            x = dropout.forward(x);
+        }
+        let mut x = self.activation.forward(linear_in(&self.fc1, x, dtype));
+        if let Some(norm) = &self.norm1 {
+            x = norm.forward(x.cast(FloatDType::F32)).cast(dtype);
+        }
+        let x = self.dropout1.forward(x);
+        let mut x = self.activation.forward(linear_in(&self.fc2, x, dtype));
+        if let Some(norm) = &self.norm2 {
+            x = norm.forward(x.cast(FloatDType::F32)).cast(dtype);
+        }
+        Ok(log_softmax(
+            linear_in(&self.fc3, x, dtype).cast(FloatDType::F32),
+            1,
+        ))
     }
 
     fn forward_unchecked(&self, images: Tensor<4>) -> Tensor<2> {

@@ -173,13 +173,13 @@ fn all_equal(tensor: Tensor<1>, value: f32) -> bool {
 fn seed_initialisation_is_xavier_normal_with_zero_biases() {
     let device = device();
     let model: AlexNet = AlexNetConfig::seed(256).init(&device).unwrap();
-    let conv1_expected = (2.0 / (3.0 * 121.0 + 96.0 * 121.0) as f64).sqrt();
+    let conv1_expected = (2.0f64 / (3.0 * 121.0 + 96.0 * 121.0)).sqrt();
     let conv1 = std_of(flat(model.conv1.conv.weight.val()));
     assert!(
         (conv1 / conv1_expected - 1.0).abs() < 0.05,
         "conv1 std {conv1} vs {conv1_expected}"
     );
-    let fc1_expected = (2.0 / (9216.0 + 4096.0) as f64).sqrt();
+    let fc1_expected = (2.0f64 / (9216.0 + 4096.0)).sqrt();
     let fc1 = std_of(flat(model.fc1.weight.val()));
     assert!(
         (fc1 / fc1_expected - 1.0).abs() < 0.05,
@@ -363,8 +363,49 @@ fn local_response_norm_matches_pytorch() {
 }
 
 const EXPECTED_STRONG: [f32; 28] = [
-    -1.297047, -1.299070, -1.287354, -1.257163, -0.864698, -0.824958, -0.765250, -0.682436,
-    -0.419937, -0.336191, -0.235702, -0.121674, 0.000000, 0.121674, 0.235702, 0.336191, 0.419937,
-    0.486341, 0.536673, 0.573181, 0.864698, 0.888341, 0.899650, 0.901869, 1.297047, 1.285273,
+    -1.297047, -1.29907, -1.287354, -1.257163, -0.864698, -0.824958, -0.76525, -0.682436,
+    -0.419937, -0.336191, -0.235702, -0.121674, 0.0, 0.121674, 0.235702, 0.336191, 0.419937,
+    0.486341, 0.536673, 0.573181, 0.864698, 0.888341, 0.89965, 0.901869, 1.297047, 1.285273,
     1.266882, 1.244231,
 ];
+
+#[test]
+fn reduced_precision_forward_keeps_f32_weights_and_gradients() {
+    use burn::tensor::{DType, FloatDType};
+    let device = device().autodiff();
+    let model = AlexNetConfig::seed(4).init(&device).unwrap();
+    let x = images(2, 67, &device).div_scalar(50.0);
+    let reference = values(model.valid().forward(x.clone().inner()).unwrap());
+    for dtype in [FloatDType::F16, FloatDType::BF16] {
+        let out = model.valid().forward_in(x.clone().inner(), dtype).unwrap();
+        assert_eq!(
+            out.dtype(),
+            DType::F32,
+            "log-probabilities come back in f32"
+        );
+        let got = values(out);
+        let worst = got
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        // f16 keeps ~3 decimal digits, bf16 ~2: both stay close to the f32 result.
+        let tolerance = if dtype == FloatDType::F16 { 0.05 } else { 0.3 };
+        assert!(worst < tolerance, "{dtype:?}: max difference {worst}");
+        let loss = model.forward_in(x.clone(), dtype).unwrap().mean().neg();
+        let grads = loss.backward();
+        let grad = model
+            .conv1
+            .conv
+            .weight
+            .grad(&grads)
+            .expect("gradient reaches the f32 weight");
+        assert_eq!(grad.dtype(), DType::F32);
+        assert!(
+            grad.try_to_vec_as::<f32>()
+                .unwrap()
+                .iter()
+                .all(|v| v.is_finite())
+        );
+    }
+}

@@ -1,8 +1,9 @@
 //! A Caltech-shaped demo dataset, drawn procedurally, so everything runs on a fresh
 //! machine with no download.
 //!
-//! Each class is a shape (circle, star, ...) or a texture (stripes, checker, ...), in
-//! random colours, sizes, positions and rotations on varied backgrounds, written as
+//! Each class is a shape (circle, star, ...) or a texture (stripes, checker, ...) in a
+//! hue of its own (jittered, with random saturation and brightness), at random sizes,
+//! positions and rotations on varied backgrounds, written as
 //! real JPEG files in `NNN.label/NNN_XXXX.jpg`. The same seed gives the same bytes.
 //! With `oddities` on, the folder also holds what real downloads hold: a stray
 //! non-image file, a nested folder, a truncated JPEG, and grayscale, RGBA-PNG and
@@ -15,7 +16,7 @@ use std::{
 };
 
 use image::{GrayImage, ImageFormat, RgbImage, RgbaImage};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,9 @@ const MARKER: &str = "demo.json";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DemoConfig {
+    /// Where tools put the demo: `<dir>/raw` (generated) and `<dir>/processed`.
+    /// [`generate_demo`] itself writes to the folder it is given.
+    pub dir: PathBuf,
     /// Number of classes, 2 to 12.
     pub classes: usize,
     /// Images drawn per class.
@@ -55,6 +59,7 @@ pub struct DemoConfig {
 impl Default for DemoConfig {
     fn default() -> Self {
         Self {
+            dir: PathBuf::from("data/demo"),
             classes: 10,
             images_per_class: 120,
             min_size: 96,
@@ -112,12 +117,11 @@ pub struct DemoSummary {
 pub fn generate_demo(dir: &Path, config: &DemoConfig) -> Result<DemoSummary> {
     config.validate()?;
     let marker = dir.join(MARKER);
-    if let Ok(text) = fs::read_to_string(&marker) {
-        if let Ok(summary) = serde_json::from_str::<DemoSummary>(&text) {
-            if summary.config == *config {
-                return Ok(summary);
-            }
-        }
+    let existing = fs::read_to_string(&marker)
+        .ok()
+        .and_then(|text| serde_json::from_str::<DemoSummary>(&text).ok());
+    if let Some(summary) = existing.filter(|summary| summary.config == *config) {
+        return Ok(summary);
     }
     if dir.exists() && fs::read_dir(dir).at(dir)?.next().is_some() {
         if !marker.exists() {
@@ -284,8 +288,7 @@ pub fn draw(config: &DemoConfig, class: usize, index: u64) -> RgbImage {
     );
     let width = rng.random_range(config.min_size..=config.max_size);
     let height = rng.random_range(config.min_size..=config.max_size);
-    let kind = DEMO_CLASSES[class];
-    let paint = Paint::random(&mut rng, kind, width, height);
+    let paint = Paint::random(&mut rng, class, width, height);
     let noise_seed: u64 = rng.random();
     RgbImage::from_fn(width, height, |x, y| {
         // 2×2 supersampling for smooth edges.
@@ -312,22 +315,52 @@ fn hash(seed: u64, x: u32, y: u32) -> u64 {
 
 type Colour = [f64; 3];
 
+/// A muted background colour (any hue, low saturation), so the saturated class ink
+/// stands out as the object's colour does in a photo.
 fn random_colour(rng: &mut ChaCha8Rng) -> Colour {
-    [0, 1, 2].map(|_| rng.random_range(0.0..255.0))
+    hsv(
+        rng.random_range(0.0..360.0),
+        rng.random_range(0.0..0.35),
+        rng.random_range(0.15..0.95),
+    )
 }
 
 fn luminance(c: &Colour) -> f64 {
     0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
 }
 
-/// A colour whose luminance differs from `other`'s by at least 70.
-fn contrasting(rng: &mut ChaCha8Rng, other: &Colour) -> Colour {
-    loop {
-        let colour = random_colour(rng);
-        if (luminance(&colour) - luminance(other)).abs() >= 70.0 {
+fn hsv(hue: f64, saturation: f64, value: f64) -> Colour {
+    let h = hue.rem_euclid(360.0) / 60.0;
+    let c = value * saturation;
+    let x = c * (1.0 - (h % 2.0 - 1.0).abs());
+    let (r, g, b) = match h as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = value - c;
+    [r, g, b].map(|v| (v + m) * 255.0)
+}
+
+/// The class's ink: a hue of its own (jittered), like the typical colours of real
+/// categories, so both shape and colour carry the class.
+fn class_ink(rng: &mut ChaCha8Rng, class_hue: f64, background: &Colour) -> Colour {
+    for _ in 0..64 {
+        let colour = hsv(
+            class_hue + rng.random_range(-10.0..10.0),
+            rng.random_range(0.7..1.0),
+            rng.random_range(0.45..1.0),
+        );
+        if (luminance(&colour) - luminance(background)).abs() >= 60.0 {
             return colour;
         }
     }
+    // A background too close in brightness: the inverse brightness still reads clearly.
+    let flipped = 255.0 - luminance(background);
+    hsv(class_hue, 0.8, (flipped / 255.0).clamp(0.2, 1.0))
 }
 
 enum Background {
@@ -419,9 +452,12 @@ struct Paint {
 }
 
 impl Paint {
-    fn random(rng: &mut ChaCha8Rng, kind: &'static str, width: u32, height: u32) -> Self {
+    fn random(rng: &mut ChaCha8Rng, class: usize, width: u32, height: u32) -> Self {
+        let kind = DEMO_CLASSES[class];
         let background = Background::random(rng, width, height);
-        let ink = contrasting(rng, &background.mid());
+        // Hues spread evenly around the colour wheel (12 classes: 30 degrees apart).
+        let class_hue = class as f64 * 360.0 / DEMO_CLASSES.len() as f64;
+        let ink = class_ink(rng, class_hue, &background.mid());
         let side = f64::from(width.min(height));
         let radius = side * rng.random_range(0.28..0.45);
         // Keep the shape inside the center square that preprocessing crops to.
@@ -519,20 +555,14 @@ mod tests {
 
     #[test]
     fn shapes_cover_part_of_the_image() {
-        let config = DemoConfig::default();
-        for class in 0..DEMO_CLASSES.len() {
+        for (class, name) in DEMO_CLASSES.iter().enumerate() {
             let mut rng = ChaCha8Rng::seed_from_u64(class as u64);
-            let paint = Paint::random(&mut rng, DEMO_CLASSES[class], 128, 128);
+            let paint = Paint::random(&mut rng, class, 128, 128);
             let inside = (0..128 * 128)
                 .filter(|i| paint.colour(f64::from(i % 128), f64::from(i / 128)) == paint.ink)
                 .count();
             let fraction = inside as f64 / (128.0 * 128.0);
-            assert!(
-                (0.03..0.8).contains(&fraction),
-                "{}: {fraction}",
-                DEMO_CLASSES[class]
-            );
+            assert!((0.03..0.8).contains(&fraction), "{name}: {fraction}");
         }
-        let _ = config;
     }
 }

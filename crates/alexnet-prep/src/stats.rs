@@ -36,11 +36,11 @@ impl RgbAccumulator {
         }
         self.images += 1;
         self.pixels += (rgb.len() / 3) as u128;
-        for c in 0..3 {
-            self.sum[c] += u128::from(sum[c]);
+        for (total, part) in self.sum.iter_mut().zip(sum) {
+            *total += u128::from(part);
         }
-        for k in 0..6 {
-            self.cross[k] += u128::from(cross[k]);
+        for (total, part) in self.cross.iter_mut().zip(cross) {
+            *total += u128::from(part);
         }
     }
 
@@ -48,11 +48,11 @@ impl RgbAccumulator {
     pub fn merge(mut self, other: Self) -> Self {
         self.images += other.images;
         self.pixels += other.pixels;
-        for c in 0..3 {
-            self.sum[c] += other.sum[c];
+        for (total, part) in self.sum.iter_mut().zip(other.sum) {
+            *total += part;
         }
-        for k in 0..6 {
-            self.cross[k] += other.cross[k];
+        for (total, part) in self.cross.iter_mut().zip(other.cross) {
+            *total += part;
         }
         self
     }
@@ -132,21 +132,19 @@ pub fn symmetric_eigen3(matrix: [[f64; 3]; 3]) -> ([f64; 3], [[f64; 3]; 3]) {
                 continue;
             }
             let theta = (a[q][q] - a[p][p]) / (2.0 * a[p][q]);
+            // signum(+0.0) is 1: a zero theta gives the 45° rotation, as it should.
             let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-            let t = if theta == 0.0 { 1.0 } else { t };
             let c = 1.0 / (t * t + 1.0).sqrt();
             let s = t * c;
             // a ← Jᵀ a J with J the rotation in the (p, q) plane.
-            for k in 0..3 {
-                let (akp, akq) = (a[k][p], a[k][q]);
-                a[k][p] = c * akp - s * akq;
-                a[k][q] = s * akp + c * akq;
+            for row in a.iter_mut() {
+                let (akp, akq) = (row[p], row[q]);
+                row[p] = c * akp - s * akq;
+                row[q] = s * akp + c * akq;
             }
-            for k in 0..3 {
-                let (apk, aqk) = (a[p][k], a[q][k]);
-                a[p][k] = c * apk - s * aqk;
-                a[q][k] = s * apk + c * aqk;
-            }
+            let (row_p, row_q) = (a[p], a[q]);
+            a[p] = [0, 1, 2].map(|k| c * row_p[k] - s * row_q[k]);
+            a[q] = [0, 1, 2].map(|k| s * row_p[k] + c * row_q[k]);
             for row in v.iter_mut() {
                 let (vkp, vkq) = (row[p], row[q]);
                 row[p] = c * vkp - s * vkq;

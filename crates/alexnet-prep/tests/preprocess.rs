@@ -425,12 +425,12 @@ fn mean_matches_an_independent_computation_over_written_images() {
             n += 1.0;
         }
     }
-    for c in 0..3 {
+    for (c, total) in sum.iter().enumerate() {
         assert!(
-            (data.stats().mean[c] - sum[c] / n).abs() < 1e-9,
+            (data.stats().mean[c] - total / n).abs() < 1e-9,
             "{c}: {:?} vs {}",
             data.stats().mean,
-            sum[c] / n
+            total / n
         );
     }
     assert_eq!(data.stats().pixels as f64, n);

@@ -1,0 +1,385 @@
+//! Checkpoints: written atomically (temporary folder, fsync, rename), verified by
+//! checksum on load, with a fallback to the previous one when the latest is damaged.
+//!
+//! ```text
+//! checkpoints/epoch-0010/{model.bpk, optimizer.bpk, state.json}
+//! checkpoints/latest          the folder name resume picks
+//! checkpoints/best/{model.bpk, state.json}   the best validation accuracy so far
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use alexnet_model::AlexNetConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{IoContext, Result, TrainError},
+    metrics::EpochMetrics,
+    schedule::ScheduleState,
+};
+
+/// File of the model weights (burnpack).
+pub const MODEL_FILE: &str = "model.bpk";
+/// File of the optimizer state (burnpack).
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+/// File of the trainer state (JSON).
+pub const STATE_FILE: &str = "state.json";
+/// Pointer to the checkpoint resume picks.
+pub const LATEST_FILE: &str = "latest";
+/// Folder of the best model.
+pub const BEST_DIR: &str = "best";
+const FORMAT: u32 = 1;
+
+/// Size and checksum of a checkpoint file, to tell a damaged file from a good one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    /// Length in bytes.
+    pub bytes: u64,
+    /// CRC-32 of the content.
+    pub crc32: u32,
+}
+
+impl FileDigest {
+    fn of(bytes: &[u8]) -> Self {
+        Self {
+            bytes: bytes.len() as u64,
+            crc32: crc32fast::hash(bytes),
+        }
+    }
+}
+
+/// Dynamic loss-scaling state (f16).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LossScaleState {
+    /// Current scale.
+    pub scale: f32,
+    /// Steps since the last overflow or growth.
+    pub good_steps: u64,
+}
+
+/// The best validation accuracy so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestMetric {
+    /// Epoch it was reached.
+    pub epoch: usize,
+    /// Validation top-1 accuracy.
+    pub val_top1: f64,
+}
+
+/// Everything besides weights and optimizer state that a resume needs. Random streams
+/// (shuffle, augmentation, dropout) derive from `(seed, epoch, sample)`, so the seed is
+/// the whole generator state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Format version of this file.
+    pub format: u32,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps taken (skipped f16 steps not counted).
+    pub global_step: u64,
+    /// The run's seed.
+    pub seed: u64,
+    /// The network, with its number of classes.
+    pub model: AlexNetConfig,
+    /// The learning-rate schedule.
+    pub schedule: ScheduleState,
+    /// Loss scaling.
+    pub loss_scale: LossScaleState,
+    /// The best validation accuracy.
+    pub best: Option<BestMetric>,
+    /// Every epoch's metrics so far.
+    pub history: Vec<EpochMetrics>,
+    /// Digests of the checkpoint's other files.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+impl TrainerState {
+    /// A state for a run about to start.
+    pub fn new(seed: u64, model: AlexNetConfig, schedule: ScheduleState, loss_scale: f32) -> Self {
+        Self {
+            format: FORMAT,
+            epoch: 0,
+            global_step: 0,
+            seed,
+            model,
+            schedule,
+            loss_scale: LossScaleState {
+                scale: loss_scale,
+                good_steps: 0,
+            },
+            best: None,
+            history: Vec::new(),
+            files: BTreeMap::new(),
+        }
+    }
+}
+
+/// A loaded checkpoint, ready to apply.
+pub struct Checkpoint {
+    /// Its folder.
+    pub dir: PathBuf,
+    /// The trainer state.
+    pub state: TrainerState,
+    /// Model weights (burnpack bytes).
+    pub model: Vec<u8>,
+    /// Optimizer state (burnpack bytes), absent in `best/`.
+    pub optimizer: Option<Vec<u8>>,
+}
+
+fn checkpoint_error(path: &Path, reason: impl Into<String>) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = fs::File::create(path).at(path)?;
+    file.write_all(bytes).at(path)?;
+    file.sync_all().at(path)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    // Makes the renames inside `dir` durable. Not all platforms can open folders.
+    #[cfg(unix)]
+    fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)?;
+    Ok(())
+}
+
+/// The checkpoints of one run directory.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+    keep_last: usize,
+}
+
+/// Folder name of the checkpoint after `epoch`.
+pub fn epoch_dir_name(epoch: usize) -> String {
+    format!("epoch-{epoch:04}")
+}
+
+impl CheckpointStore {
+    /// The store in `run_dir/checkpoints`, keeping the newest `keep_last` epoch checkpoints.
+    pub fn new(run_dir: &Path, keep_last: usize) -> Self {
+        Self {
+            dir: run_dir.join("checkpoints"),
+            keep_last: keep_last.max(1),
+        }
+    }
+
+    /// The `checkpoints` folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Epoch checkpoints present, newest first.
+    pub fn list(&self) -> Result<Vec<(usize, PathBuf)>> {
+        if !self.dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.dir).at(&self.dir)? {
+            let entry = entry.at(&self.dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(epoch) = name
+                .strip_prefix("epoch-")
+                .and_then(|n| n.parse::<usize>().ok())
+                && entry.path().is_dir()
+            {
+                found.push((epoch, entry.path()));
+            }
+        }
+        found.sort_by_key(|(epoch, _)| std::cmp::Reverse(*epoch));
+        Ok(found)
+    }
+
+    /// The checkpoint `latest` names, if any.
+    pub fn latest(&self) -> Result<Option<PathBuf>> {
+        let pointer = self.dir.join(LATEST_FILE);
+        match fs::read_to_string(&pointer) {
+            Ok(name) => Ok(Some(self.dir.join(name.trim()))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(TrainError::Io {
+                path: pointer,
+                source: error,
+            }),
+        }
+    }
+
+    /// Writes a checkpoint for `state.epoch` and points `latest` at it. A crash at any
+    /// moment leaves the previous checkpoint and pointer intact.
+    pub fn save(&self, state: &TrainerState, model: &[u8], optimizer: &[u8]) -> Result<PathBuf> {
+        let name = epoch_dir_name(state.epoch);
+        let target = self.write_dir(&name, state, model, Some(optimizer))?;
+        self.point_latest(&name)?;
+        self.prune()?;
+        Ok(target)
+    }
+
+    /// Writes the best model so far (weights and state, no optimizer).
+    pub fn save_best(&self, state: &TrainerState, model: &[u8]) -> Result<PathBuf> {
+        self.write_dir(BEST_DIR, state, model, None)
+    }
+
+    fn write_dir(
+        &self,
+        name: &str,
+        state: &TrainerState,
+        model: &[u8],
+        optimizer: Option<&[u8]>,
+    ) -> Result<PathBuf> {
+        fs::create_dir_all(&self.dir).at(&self.dir)?;
+        let target = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).at(&tmp)?;
+        }
+        fs::create_dir(&tmp).at(&tmp)?;
+        let mut state = state.clone();
+        state.files.clear();
+        write_synced(&tmp.join(MODEL_FILE), model)?;
+        state.files.insert(MODEL_FILE.into(), FileDigest::of(model));
+        if let Some(optimizer) = optimizer {
+            write_synced(&tmp.join(OPTIMIZER_FILE), optimizer)?;
+            state
+                .files
+                .insert(OPTIMIZER_FILE.into(), FileDigest::of(optimizer));
+        }
+        let json = serde_json::to_vec_pretty(&state)
+            .map_err(|error| checkpoint_error(&tmp, error.to_string()))?;
+        write_synced(&tmp.join(STATE_FILE), &json)?;
+        sync_dir(&tmp)?;
+        // An older folder of the same name (a run resumed from before it) moves aside first.
+        if target.exists() {
+            let old = self.dir.join(format!(".{name}.old"));
+            if old.exists() {
+                fs::remove_dir_all(&old).at(&old)?;
+            }
+            fs::rename(&target, &old).at(&target)?;
+            fs::rename(&tmp, &target).at(&target)?;
+            fs::remove_dir_all(&old).at(&old)?;
+        } else {
+            fs::rename(&tmp, &target).at(&target)?;
+        }
+        sync_dir(&self.dir)?;
+        Ok(target)
+    }
+
+    fn point_latest(&self, name: &str) -> Result<()> {
+        let tmp = self.dir.join(format!(".{LATEST_FILE}.tmp"));
+        write_synced(&tmp, format!("{name}\n").as_bytes())?;
+        let pointer = self.dir.join(LATEST_FILE);
+        fs::rename(&tmp, &pointer).at(&pointer)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Removes all but the newest `keep_last` epoch checkpoints.
+    fn prune(&self) -> Result<()> {
+        for (_, dir) in self.list()?.into_iter().skip(self.keep_last) {
+            fs::remove_dir_all(&dir).at(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Loads and verifies the checkpoint in `dir`.
+    pub fn load(dir: &Path) -> Result<Checkpoint> {
+        if !dir.is_dir() {
+            return Err(checkpoint_error(dir, "not found"));
+        }
+        let state_path = dir.join(STATE_FILE);
+        let text = fs::read(&state_path)
+            .map_err(|error| checkpoint_error(&state_path, error.to_string()))?;
+        let state: TrainerState = serde_json::from_slice(&text)
+            .map_err(|error| checkpoint_error(&state_path, format!("unreadable: {error}")))?;
+        if state.format != FORMAT {
+            return Err(checkpoint_error(
+                &state_path,
+                format!("format {} is not {FORMAT}", state.format),
+            ));
+        }
+        let read_verified = |name: &str| -> Result<Option<Vec<u8>>> {
+            let Some(digest) = state.files.get(name) else {
+                return Ok(None);
+            };
+            let path = dir.join(name);
+            let bytes =
+                fs::read(&path).map_err(|error| checkpoint_error(&path, error.to_string()))?;
+            if FileDigest::of(&bytes) != *digest {
+                return Err(checkpoint_error(
+                    &path,
+                    format!(
+                        "damaged: {} bytes with CRC {:08x}, expected {} bytes with CRC {:08x}",
+                        bytes.len(),
+                        crc32fast::hash(&bytes),
+                        digest.bytes,
+                        digest.crc32
+                    ),
+                ));
+            }
+            Ok(Some(bytes))
+        };
+        let model =
+            read_verified(MODEL_FILE)?.ok_or_else(|| checkpoint_error(dir, "has no model"))?;
+        let optimizer = read_verified(OPTIMIZER_FILE)?;
+        Ok(Checkpoint {
+            dir: dir.to_path_buf(),
+            state,
+            model,
+            optimizer,
+        })
+    }
+
+    /// The checkpoint a `--resume auto` continues from: `latest`, or when it is damaged
+    /// the newest good one before it, with a warning naming both. `Ok(None)` only when
+    /// the run has no checkpoint at all.
+    pub fn load_latest(&self) -> Result<Option<Checkpoint>> {
+        let listed = self.list()?;
+        let latest = self.latest()?;
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if let Some(latest) = &latest {
+            candidates.push(latest.clone());
+        }
+        for (_, dir) in &listed {
+            if !candidates.contains(dir) {
+                candidates.push(dir.clone());
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let mut failures: Vec<(PathBuf, String)> = Vec::new();
+        for dir in &candidates {
+            match Self::load(dir) {
+                Ok(checkpoint) => {
+                    if let Some((bad, reason)) = failures.first() {
+                        let bad: &PathBuf = bad;
+                        tracing::warn!(
+                            "checkpoint {} is unusable ({reason}); resuming from the previous one, {}",
+                            bad.display(),
+                            dir.display()
+                        );
+                    }
+                    return Ok(Some(checkpoint));
+                }
+                Err(error) => failures.push((dir.clone(), error.to_string())),
+            }
+        }
+        let summary = failures
+            .iter()
+            .map(|(_, reason)| reason.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(checkpoint_error(
+            &self.dir,
+            format!(
+                "no usable checkpoint ({summary}); refusing to restart from epoch 1 — pass --resume never with a new --run-dir to start over"
+            ),
+        ))
+    }
+}

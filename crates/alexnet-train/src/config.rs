@@ -1,0 +1,353 @@
+//! The config file: one TOML file with every section drives preprocessing, training
+//! and testing alike.
+
+use std::path::{Path, PathBuf};
+
+use alexnet_augment::AugmentConfig;
+use alexnet_model::AlexNetConfig;
+use alexnet_prep::{DemoConfig, PrepConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Result, TrainError, invalid},
+    schedule::SchedulerConfig,
+};
+
+/// Floating-point precision of the forward and backward passes. Weights and optimizer
+/// state stay `f32` whatever is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Single precision throughout.
+    #[default]
+    F32,
+    /// Half precision compute with dynamic loss scaling.
+    F16,
+    /// bfloat16 compute (no loss scaling needed: it has f32's exponent range).
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(format!(
+                "unknown precision `{other}` (expected f32, f16 or bf16)"
+            )),
+        }
+    }
+}
+
+/// Where a run starts from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resume {
+    /// Continue from the run directory's latest checkpoint if there is one.
+    #[default]
+    Auto,
+    /// Start from scratch; refused if the run directory already holds checkpoints.
+    Never,
+    /// Continue from this checkpoint folder.
+    #[serde(untagged)]
+    Path(PathBuf),
+}
+
+impl std::str::FromStr for Resume {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Ok(match text {
+            "auto" => Self::Auto,
+            "never" => Self::Never,
+            path => Self::Path(PathBuf::from(path)),
+        })
+    }
+}
+
+/// Dynamic loss scaling for `f16` (as PyTorch's `GradScaler`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LossScaleConfig {
+    /// Starting scale.
+    pub initial: f32,
+    /// Multiplier after `growth_interval` steps without overflow.
+    pub growth_factor: f32,
+    /// Multiplier when a step overflows (the step is skipped).
+    pub backoff_factor: f32,
+    /// Clean steps between growths.
+    pub growth_interval: u64,
+}
+
+impl Default for LossScaleConfig {
+    fn default() -> Self {
+        Self {
+            initial: 65536.0,
+            growth_factor: 2.0,
+            backoff_factor: 0.5,
+            growth_interval: 2000,
+        }
+    }
+}
+
+/// The `[train]` section. Defaults are the original's (`train.py`, `properties.py`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// The prepared dataset (preprocessing output). Falls back to `prep.output`; with
+    /// neither, the built-in demo dataset is generated and used.
+    pub data: Option<PathBuf>,
+    /// Run directory (checkpoints, logs, TensorBoard). Default `runs/<config name>`.
+    pub run_dir: Option<PathBuf>,
+    /// Epochs to train in total (a resumed run continues up to this).
+    pub epochs: usize,
+    /// Training batch size (the last partial batch is dropped, as the original).
+    pub batch_size: usize,
+    /// Evaluation batch size (does not change results).
+    pub eval_batch_size: usize,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// SGD dampening (PyTorch's default 0; Burn's default would be 0.1).
+    pub dampening: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 weight decay, added to the gradient before momentum (as PyTorch).
+    pub weight_decay: f64,
+    /// The learning-rate schedule, stepped once per epoch.
+    pub scheduler: SchedulerConfig,
+    /// Save a checkpoint every this many epochs (and at the end).
+    pub checkpoint_interval: usize,
+    /// Epoch checkpoints kept (the newest); the best model is kept separately.
+    pub keep_last: usize,
+    /// Device(s): `flex`, `tch-cpu`, `tch-cuda:0`, `cuda:0`, `cuda:0,cuda:1`.
+    pub device: String,
+    /// Compute precision.
+    pub precision: Precision,
+    /// Loss scaling for `f16`.
+    pub loss_scale: LossScaleConfig,
+    /// Seed of shuffling, augmentation, dropout and initialization.
+    pub seed: u64,
+    /// Where to start from.
+    pub resume: Resume,
+    /// Batches prepared ahead of the training step.
+    pub prefetch: usize,
+    /// Threads decoding and augmenting images; 0 uses every core.
+    pub loader_threads: usize,
+    /// How many augmented training images go into the TensorBoard grid at start-up.
+    pub preview_images: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            data: None,
+            run_dir: None,
+            epochs: 100,
+            batch_size: 256,
+            eval_batch_size: 64,
+            lr: 0.01,
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: true,
+            weight_decay: 5e-4,
+            scheduler: SchedulerConfig::default(),
+            checkpoint_interval: 10,
+            keep_last: 3,
+            device: crate::device::DEFAULT_DEVICE.to_string(),
+            precision: Precision::F32,
+            loss_scale: LossScaleConfig::default(),
+            seed: 42,
+            resume: Resume::Auto,
+            prefetch: 2,
+            loader_threads: 0,
+            preview_images: 16,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every value that can be checked without the data; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(invalid("train.epochs", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(invalid("train.batch_size", "must be at least 1"));
+        }
+        if self.eval_batch_size == 0 {
+            return Err(invalid("train.eval_batch_size", "must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(invalid(
+                "train.lr",
+                format!("{} is not a positive number", self.lr),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(invalid(
+                "train.momentum",
+                format!("{} is not in [0, 1)", self.momentum),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.dampening) {
+            return Err(invalid(
+                "train.dampening",
+                format!("{} is not in [0, 1]", self.dampening),
+            ));
+        }
+        if self.nesterov && (self.momentum == 0.0 || self.dampening != 0.0) {
+            return Err(invalid(
+                "train.nesterov",
+                "Nesterov momentum needs momentum > 0 and dampening 0 (as PyTorch)",
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(invalid(
+                "train.weight_decay",
+                format!("{} is not a non-negative number", self.weight_decay),
+            ));
+        }
+        if self.checkpoint_interval == 0 {
+            return Err(invalid("train.checkpoint_interval", "must be at least 1"));
+        }
+        if self.keep_last == 0 {
+            return Err(invalid(
+                "train.keep_last",
+                "must be at least 1 (a resume needs a checkpoint)",
+            ));
+        }
+        if self.prefetch == 0 {
+            return Err(invalid("train.prefetch", "must be at least 1"));
+        }
+        let scale = &self.loss_scale;
+        if !(scale.initial.is_finite() && scale.initial >= 1.0) {
+            return Err(invalid(
+                "train.loss_scale.initial",
+                format!("{} is not >= 1", scale.initial),
+            ));
+        }
+        if !(scale.growth_factor > 1.0 && scale.growth_factor.is_finite()) {
+            return Err(invalid("train.loss_scale.growth_factor", "must be > 1"));
+        }
+        if !(scale.backoff_factor > 0.0 && scale.backoff_factor < 1.0) {
+            return Err(invalid(
+                "train.loss_scale.backoff_factor",
+                "must be in (0, 1)",
+            ));
+        }
+        if scale.growth_interval == 0 {
+            return Err(invalid(
+                "train.loss_scale.growth_interval",
+                "must be at least 1",
+            ));
+        }
+        self.scheduler.validate()
+    }
+}
+
+/// The `[logging]` section (the original's LOGFILE / LOGLEVEL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// Log file name inside the run directory.
+    pub file: String,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            file: "train.log".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl LoggingConfig {
+    /// The level as a tracing filter; an error names the key.
+    pub fn level_filter(&self) -> Result<tracing::Level> {
+        self.level.parse().map_err(|_| {
+            invalid(
+                "logging.level",
+                format!(
+                    "`{}` is not one of error, warn, info, debug, trace",
+                    self.level
+                ),
+            )
+        })
+    }
+
+    /// Checks the values.
+    pub fn validate(&self) -> Result<()> {
+        self.level_filter()?;
+        let plain = Path::new(&self.file).components().count() == 1
+            && !self.file.is_empty()
+            && self.file != "..";
+        if !plain {
+            return Err(invalid(
+                "logging.file",
+                format!(
+                    "`{}` must be a plain file name (it goes in the run directory)",
+                    self.file
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A whole config file: `[prep]`, `[demo]`, `[augment]`, `[model]`, `[train]`,
+/// `[logging]`. Every section is optional and defaults to the original post's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentConfig {
+    /// Preprocessing.
+    pub prep: PrepConfig,
+    /// The built-in demo dataset, used when no data is configured.
+    pub demo: DemoConfig,
+    /// Augmentation pipelines.
+    pub augment: AugmentConfig,
+    /// The network.
+    pub model: AlexNetConfig,
+    /// Training.
+    pub train: TrainConfig,
+    /// Logging.
+    pub logging: LoggingConfig,
+}
+
+impl ExperimentConfig {
+    /// Parses a config file; unknown keys and wrong types are errors naming the key.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        toml::from_str(text).map_err(|error| TrainError::ConfigFile {
+            path: path.to_path_buf(),
+            reason: error.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The config as TOML (what goes in the run directory's `config.toml`).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self)
+            .map_err(|error| invalid("config", format!("cannot be written as TOML: {error}")))
+    }
+
+    /// Checks every section that can be checked without data.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate()?;
+        self.logging.validate()?;
+        self.model.validate()?;
+        Ok(())
+    }
+}

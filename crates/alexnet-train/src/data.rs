@@ -1,0 +1,315 @@
+//! From a prepared dataset to batches of tensors: a Burn `Dataset` of labelled files, a
+//! `Batcher` that decodes and augments a batch in parallel straight into the batch
+//! buffer, and Burn's `BatchDataLoader` for seeded shuffling, driven from a prefetch
+//! thread.
+//!
+//! Why not Burn's multi-threaded loader: it hands each worker a fixed slice of the data
+//! and yields batches in the order workers finish, so the batch order (and with it the
+//! whole run) changes from one run to the next. Here the order is a function of
+//! (seed, epoch) alone, the augmentation of each image of (seed, epoch, index), and
+//! parallelism comes from decoding a batch's images on a thread pool.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, mpsc},
+};
+
+use alexnet_augment::{ChannelStats, Pipeline, sample_rng};
+use alexnet_prep::{DecodeOptions, ProcessedDataset, RgbStats, Split, decode_rgb8};
+use burn::{
+    data::{
+        dataloader::{
+            BatchDataLoader, BatchStrategy, DataLoader, FixBatchStrategy, batcher::Batcher,
+        },
+        dataset::{Dataset, DatasetError},
+    },
+    prelude::*,
+};
+use rand::{SeedableRng, rngs::StdRng};
+use rayon::prelude::*;
+
+use crate::error::{Result, TrainError};
+
+/// One labelled image file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageItem {
+    /// The image file.
+    pub path: PathBuf,
+    /// Class id.
+    pub class: usize,
+    /// Position in the split (drives the per-sample random stream).
+    pub index: usize,
+}
+
+/// A split of a prepared dataset as a Burn [`Dataset`].
+#[derive(Debug, Clone)]
+pub struct ImageDataset {
+    items: Vec<ImageItem>,
+}
+
+impl ImageDataset {
+    /// The items of `split`.
+    pub fn new(data: &ProcessedDataset, split: Split) -> Self {
+        let items = data
+            .items(split)
+            .iter()
+            .enumerate()
+            .map(|(index, item)| ImageItem {
+                path: item.path.clone(),
+                class: item.class,
+                index,
+            })
+            .collect();
+        Self { items }
+    }
+
+    /// The items, in file order.
+    pub fn items(&self) -> &[ImageItem] {
+        &self.items
+    }
+}
+
+impl Dataset<ImageItem> for ImageDataset {
+    fn get(&self, index: usize) -> Result<ImageItem, DatasetError> {
+        self.items.get(index).cloned().ok_or_else(|| {
+            DatasetError::new(std::io::Error::other(format!(
+                "index {index} is out of bounds ({} items)",
+                self.items.len()
+            )))
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// A batch: images `[n · crops, 3, h, w]` (crops of one image adjacent) and targets `[n]`.
+#[derive(Debug, Clone)]
+pub struct ImageBatch {
+    /// The images, `f32`.
+    pub images: Tensor<4>,
+    /// Class ids on the device.
+    pub targets: Tensor<1, Int>,
+    /// Class ids on the host.
+    pub classes: Vec<usize>,
+    /// Dataset positions of the images.
+    pub indices: Vec<usize>,
+    /// Crops per image (10 for ten-crop evaluation).
+    pub crops: usize,
+}
+
+/// Why a batch could not be made (a file of the prepared dataset went bad).
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+impl From<LoadError> for TrainError {
+    fn from(error: LoadError) -> Self {
+        TrainError::Image {
+            path: error.path,
+            reason: error.reason,
+        }
+    }
+}
+
+/// What a loader yields.
+pub type BatchResult = std::result::Result<ImageBatch, LoadError>;
+
+/// Decodes and augments a batch in parallel on its own thread pool.
+#[derive(Clone)]
+pub struct ImageBatcher {
+    pipeline: Arc<Pipeline>,
+    pool: Arc<rayon::ThreadPool>,
+    seed: u64,
+    epoch: u64,
+}
+
+impl ImageBatcher {
+    /// A batcher applying `pipeline`, with sample randomness from `(seed, epoch, index)`.
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        pool: Arc<rayon::ThreadPool>,
+        seed: u64,
+        epoch: u64,
+    ) -> Self {
+        Self {
+            pipeline,
+            pool,
+            seed,
+            epoch,
+        }
+    }
+
+    fn load(&self, items: &[ImageItem]) -> std::result::Result<Vec<f32>, LoadError> {
+        let per_image = self.pipeline.output_len();
+        let mut buffer = vec![0.0f32; per_image * items.len()];
+        self.pool.install(|| {
+            buffer
+                .par_chunks_mut(per_image)
+                .zip(items.par_iter())
+                .try_for_each(|(out, item)| {
+                    let failed = |reason: String| LoadError {
+                        path: item.path.clone(),
+                        reason,
+                    };
+                    let bytes =
+                        std::fs::read(&item.path).map_err(|error| failed(error.to_string()))?;
+                    let decoded = decode_rgb8(&bytes, &DecodeOptions::default())
+                        .map_err(|error| failed(error.to_string()))?;
+                    let mut rng = sample_rng(self.seed, self.epoch, item.index as u64);
+                    self.pipeline
+                        .apply_into(&decoded.image, &mut rng, out)
+                        .map_err(|error| failed(error.to_string()))
+                })
+        })?;
+        Ok(buffer)
+    }
+}
+
+impl Batcher<ImageItem, BatchResult> for ImageBatcher {
+    fn batch(&self, items: Vec<ImageItem>, device: &Device) -> BatchResult {
+        let buffer = self.load(&items)?;
+        let [height, width] = self.pipeline.output_size();
+        let crops = self.pipeline.crops();
+        let shape = [items.len() * crops, 3, height as usize, width as usize];
+        let images = Tensor::from_data(TensorData::new(buffer, shape), device);
+        let classes: Vec<usize> = items.iter().map(|item| item.class).collect();
+        let targets = Tensor::from_data(
+            TensorData::new(
+                classes.iter().map(|&c| c as i64).collect::<Vec<_>>(),
+                [items.len()],
+            ),
+            device,
+        );
+        Ok(ImageBatch {
+            images,
+            targets,
+            classes,
+            indices: items.iter().map(|item| item.index).collect(),
+            crops,
+        })
+    }
+}
+
+/// Full batches only: the last partial batch of an epoch is dropped (the original's
+/// `drop_last=True`), so every step sees `batch_size` images.
+#[derive(Debug)]
+struct DropLastStrategy {
+    items: Vec<ImageItem>,
+    batch_size: usize,
+}
+
+impl BatchStrategy<ImageItem> for DropLastStrategy {
+    fn add(&mut self, item: ImageItem) {
+        self.items.push(item);
+    }
+
+    fn batch(&mut self, _force: bool) -> Option<Vec<ImageItem>> {
+        (self.items.len() >= self.batch_size).then(|| std::mem::take(&mut self.items))
+    }
+
+    fn clone_dyn(&self) -> Box<dyn BatchStrategy<ImageItem>> {
+        Box::new(DropLastStrategy {
+            items: Vec::new(),
+            batch_size: self.batch_size,
+        })
+    }
+
+    fn batch_size(&self) -> Option<usize> {
+        Some(self.batch_size)
+    }
+}
+
+/// Mixes the run seed with the epoch so each epoch's order is fixed by the two alone.
+pub fn epoch_seed(seed: u64, epoch: u64) -> u64 {
+    let mut rng = alexnet_augment::sample_rng(seed, epoch, u64::MAX);
+    rand::RngExt::random(&mut rng)
+}
+
+/// The training loader of `epoch`: shuffled by `(seed, epoch)`, full batches only.
+pub fn train_loader(
+    dataset: &ImageDataset,
+    batcher: ImageBatcher,
+    batch_size: usize,
+    seed: u64,
+    epoch: u64,
+    device: &Device,
+) -> Arc<dyn DataLoader<BatchResult>> {
+    Arc::new(BatchDataLoader::new(
+        Box::new(DropLastStrategy {
+            items: Vec::new(),
+            batch_size,
+        }),
+        Arc::new(dataset.clone()),
+        Arc::new(batcher),
+        device.clone(),
+        Some(StdRng::seed_from_u64(epoch_seed(seed, epoch))),
+    ))
+}
+
+/// An evaluation loader: file order, every image.
+pub fn eval_loader(
+    dataset: &ImageDataset,
+    batcher: ImageBatcher,
+    batch_size: usize,
+    device: &Device,
+) -> Arc<dyn DataLoader<BatchResult>> {
+    Arc::new(BatchDataLoader::new(
+        Box::new(FixBatchStrategy::new(batch_size)),
+        Arc::new(dataset.clone()),
+        Arc::new(batcher),
+        device.clone(),
+        None,
+    ))
+}
+
+/// Runs `consume` on each batch of `loader` while the next `prefetch` batches are
+/// prepared on another thread. `consume` returning an error stops both.
+pub fn for_each_batch(
+    loader: &Arc<dyn DataLoader<BatchResult>>,
+    prefetch: usize,
+    mut consume: impl FnMut(usize, ImageBatch) -> Result<()>,
+) -> Result<()> {
+    std::thread::scope(|scope| {
+        let (sender, receiver) = mpsc::sync_channel(prefetch);
+        scope.spawn(move || {
+            for batch in loader.iter() {
+                // A closed channel means the consumer stopped: stop too.
+                if sender.send(batch).is_err() {
+                    break;
+                }
+            }
+        });
+        for (index, batch) in receiver.into_iter().enumerate() {
+            let batch =
+                batch.map_err(|error| TrainError::Backend(format!("data loader: {error}")))??;
+            consume(index, batch)?;
+        }
+        Ok(())
+    })
+}
+
+/// The augmentation statistics of a prepared dataset.
+pub fn channel_stats(stats: &RgbStats) -> ChannelStats {
+    ChannelStats {
+        mean: stats.mean,
+        std: stats.std,
+        eigenvalues: stats.eigenvalues,
+        eigenvectors: stats.eigenvectors,
+    }
+}
+
+/// A thread pool for decoding; `threads == 0` uses every core.
+pub fn loader_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("alexnet-loader-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|error| crate::error::invalid("train.loader_threads", error.to_string()))
+}

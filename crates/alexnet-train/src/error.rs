@@ -1,0 +1,119 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that stops a training or evaluation run. Each message is one line that
+/// names the config key, flag or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A config value is out of range, missing or inconsistent.
+    #[error("invalid value for `{field}`: {reason}")]
+    InvalidConfig {
+        /// The config key or flag, e.g. `train.batch_size`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A config file could not be parsed (unknown key, wrong type, bad TOML).
+    #[error("config file {path}: {reason}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names the key and line).
+        reason: String,
+    },
+    /// The requested device is unknown or its backend is not compiled in.
+    #[error("device `{spec}`: {reason}")]
+    Device {
+        /// The device string as given.
+        spec: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// The data folder is missing or not a prepared dataset.
+    #[error("data: {0}")]
+    Data(#[from] alexnet_prep::PrepError),
+    /// An augmentation pipeline is invalid.
+    #[error("augment: {0}")]
+    Augment(#[from] alexnet_augment::AugmentError),
+    /// The model config is invalid or weights do not fit it.
+    #[error("model: {0}")]
+    Model(#[from] alexnet_model::ModelError),
+    /// An image of the prepared dataset could not be loaded.
+    #[error("image {path}: {reason}")]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error(
+        "loss became {value} at epoch {epoch}, batch {batch} (global step {step}); \
+         training stopped, the last good checkpoint is {last_checkpoint}"
+    )]
+    NonFiniteLoss {
+        /// The offending value.
+        value: f32,
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Batch within the epoch (1-based).
+        batch: usize,
+        /// Global optimizer step.
+        step: u64,
+        /// What a resume would start from.
+        last_checkpoint: String,
+    },
+    /// A checkpoint is missing, damaged or belongs to another configuration.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint folder or file.
+        path: PathBuf,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// Writing TensorBoard events failed.
+    #[error("tensorboard {path}: {reason}")]
+    TensorBoard {
+        /// The event file or folder.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A backend operation failed (reading a tensor back, for example).
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// `Result` with [`TrainError`].
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// Attaches a path to I/O errors.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|source| TrainError::Io {
+            path: path.into(),
+            source,
+        })
+    }
+}
+
+pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> TrainError {
+    TrainError::InvalidConfig {
+        field,
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,149 @@
+//! Logging to the console and to the run's log file (the same lines), and progress bars
+//! that log lines never garble.
+
+use std::{
+    fs,
+    io::{IsTerminal, Write},
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing_subscriber::{Layer, filter::LevelFilter, fmt::MakeWriter, layer::SubscriberExt};
+
+use crate::{
+    config::LoggingConfig,
+    error::{IoContext, Result},
+};
+
+/// The bar currently drawn, if any; console log lines are printed around it.
+static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// Writes to stderr, suspending the active progress bar while it does.
+#[derive(Clone, Copy, Default)]
+struct ConsoleWriter;
+
+impl Write for ConsoleWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = ACTIVE_BAR.lock().ok().and_then(|bar| bar.clone());
+        match bar {
+            Some(bar) => bar
+                .suspend(|| std::io::stderr().write_all(buf))
+                .map(|()| buf.len()),
+            None => std::io::stderr().write_all(buf).map(|()| buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for ConsoleWriter {
+    type Writer = ConsoleWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        *self
+    }
+}
+
+/// Appends to the log file.
+#[derive(Clone)]
+struct FileWriter(Arc<Mutex<fs::File>>);
+
+impl Write for FileWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut file) => file.write_all(buf).map(|()| buf.len()),
+            Err(_) => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.lock() {
+            Ok(mut file) => file.flush(),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for FileWriter {
+    type Writer = FileWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Keeps the logging set up by [`init`] alive.
+pub struct LogGuard {
+    _scoped: Option<tracing::subscriber::DefaultGuard>,
+}
+
+/// Sends log lines at `config.level` and above to stderr and, when `run_dir` is given,
+/// to `run_dir/<config.file>` (appended, so a resumed run keeps the earlier lines).
+pub fn init(config: &LoggingConfig, run_dir: Option<&Path>) -> Result<LogGuard> {
+    config.validate()?;
+    let level = LevelFilter::from_level(config.level_filter()?);
+    let console = tracing_subscriber::fmt::layer()
+        .with_writer(ConsoleWriter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(level);
+    let file_layer = match run_dir {
+        Some(dir) => {
+            fs::create_dir_all(dir).at(dir)?;
+            let path = dir.join(&config.file);
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .at(&path)?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(FileWriter(Arc::new(Mutex::new(file))))
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_filter(level),
+            )
+        }
+        None => None,
+    };
+    let subscriber = tracing_subscriber::registry()
+        .with(console)
+        .with(file_layer);
+    // The first call in a process installs it for every thread; later ones (tests
+    // running several runs) apply to the calling thread.
+    match tracing::subscriber::set_global_default(subscriber) {
+        Ok(()) => Ok(LogGuard { _scoped: None }),
+        Err(_) => {
+            let console = tracing_subscriber::fmt::layer()
+                .with_writer(ConsoleWriter)
+                .with_target(false)
+                .with_filter(level);
+            let subscriber = tracing_subscriber::registry().with(console);
+            Ok(LogGuard {
+                _scoped: Some(tracing::subscriber::set_default(subscriber)),
+            })
+        }
+    }
+}
+
+/// A progress bar drawn on stderr when it is a terminal (hidden otherwise, so piped
+/// output holds only log lines), registered so log lines print above it.
+pub fn progress_bar(length: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr_with_hz(4));
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    if let Ok(mut active) = ACTIVE_BAR.lock() {
+        *active = Some(bar.clone());
+    }
+    bar
+}
+
+/// Clears the bar and unregisters it.
+pub fn finish_progress(bar: &ProgressBar) {
+    bar.finish_and_clear();
+    if let Ok(mut active) = ACTIVE_BAR.lock() {
+        *active = None;
+    }
+}

@@ -1,0 +1,136 @@
+//! Per-epoch metrics and the accuracy computations behind them.
+
+use serde::{Deserialize, Serialize};
+
+/// What one epoch measured. Accuracies are fractions in [0, 1].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch number, from 1.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (weighted by batch size).
+    pub train_loss: f64,
+    /// Training accuracy over the augmented batches, in training mode.
+    pub train_accuracy: f64,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation top-1 accuracy.
+    pub val_top1: f64,
+    /// Validation top-5 accuracy.
+    pub val_top5: f64,
+    /// Learning rate used during the epoch.
+    pub lr: f64,
+    /// Training images per second (the step, data loading included).
+    pub images_per_sec: f64,
+    /// Wall-clock seconds of the epoch (training and validation).
+    pub seconds: f64,
+    /// Optimizer steps skipped because of f16 overflow.
+    #[serde(default)]
+    pub skipped_steps: u64,
+    /// Loss scale at the end of the epoch (1 unless f16).
+    #[serde(default = "one")]
+    pub loss_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Running sums over batches of log-probabilities.
+#[derive(Debug, Clone, Default)]
+pub struct Accumulator {
+    /// Samples seen.
+    pub count: usize,
+    /// Σ loss · batch size.
+    pub loss_sum: f64,
+    /// Samples whose target is the top class.
+    pub top1: usize,
+    /// Samples whose target is among the top five.
+    pub top5: usize,
+}
+
+impl Accumulator {
+    /// Adds a batch of `rows` (log-probabilities, row-major `[n, classes]`) with
+    /// `targets`; the loss added is the mean negative log-likelihood.
+    pub fn add_log_probs(&mut self, rows: &[f32], classes: usize, targets: &[usize]) {
+        let mut loss = 0.0f64;
+        for (row, &target) in rows.chunks_exact(classes).zip(targets) {
+            let rank = rank_of(row, target);
+            self.top1 += usize::from(rank == 0);
+            self.top5 += usize::from(rank < 5);
+            loss -= f64::from(row[target]);
+        }
+        self.count += targets.len();
+        self.loss_sum += loss;
+    }
+
+    /// Mean loss.
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.count.max(1) as f64
+    }
+
+    /// Top-1 accuracy.
+    pub fn top1(&self) -> f64 {
+        self.top1 as f64 / self.count.max(1) as f64
+    }
+
+    /// Top-5 accuracy.
+    pub fn top5(&self) -> f64 {
+        self.top5 as f64 / self.count.max(1) as f64
+    }
+}
+
+/// How many classes score strictly higher than `target` (0 = top-1). Ties count in
+/// the target's favour; a NaN score never counts as higher.
+pub fn rank_of(row: &[f32], target: usize) -> usize {
+    let score = row[target];
+    row.iter().filter(|&&other| other > score).count()
+}
+
+/// Averages `crops` consecutive rows of log-probabilities in probability space and
+/// returns log-probabilities again (ten-crop evaluation).
+pub fn average_crops(rows: &[f32], classes: usize, crops: usize) -> Vec<f32> {
+    if crops <= 1 {
+        return rows.to_vec();
+    }
+    rows.chunks_exact(classes * crops)
+        .flat_map(|group| {
+            (0..classes).map(move |c| {
+                let mean = (0..crops)
+                    .map(|k| f64::from(group[k * classes + c]).exp())
+                    .sum::<f64>()
+                    / crops as f64;
+                mean.ln() as f32
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_and_loss() {
+        let ln = |p: f32| p.ln();
+        let rows = [
+            ln(0.7),
+            ln(0.2),
+            ln(0.1), // target 0: top-1
+            ln(0.5),
+            ln(0.3),
+            ln(0.2), // target 2: rank 2
+        ];
+        let mut acc = Accumulator::default();
+        acc.add_log_probs(&rows, 3, &[0, 2]);
+        assert_eq!((acc.top1, acc.top5, acc.count), (1, 2, 2));
+        let expected = -(0.7f64.ln() + 0.2f64.ln()) / 2.0;
+        assert!((acc.loss() - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn crops_average_in_probability_space() {
+        let rows = [0.25f32.ln(), 0.75f32.ln(), 0.75f32.ln(), 0.25f32.ln()];
+        let averaged = average_crops(&rows, 2, 2);
+        assert!((averaged[0].exp() - 0.5).abs() < 1e-6 && (averaged[1].exp() - 0.5).abs() < 1e-6);
+    }
+}

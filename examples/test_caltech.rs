@@ -1,0 +1,116 @@
+//! Evaluates a run's latest checkpoint (or a given one) on the validation split and
+//! prints `top1=<fraction> top5=<fraction> images=<n>` as its last line.
+//!
+//! ```text
+//! cargo run --release --example test_caltech                         # the demo run
+//! cargo run --release --example test_caltech -- --config configs/caltech256.toml --ten-crop
+//! ```
+
+use std::path::PathBuf;
+
+use alexnet::{
+    prep::Split,
+    train::{self, ExperimentConfig, run::TestView},
+};
+use anyhow::{Result, bail};
+use clap::Parser;
+
+/// The demo settings, used when neither --config nor the run's config.toml is found.
+const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
+
+/// Evaluate a trained AlexNet checkpoint.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Config file. Default: the run directory's config.toml (what training used).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run directory. Default: runs/<config name> (runs/demo without a config).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// A checkpoint folder (checkpoints/epoch-NNNN or checkpoints/best). Default: the
+    /// run's latest.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// The prepared dataset (default: the one the run trained on).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Which split to evaluate.
+    #[arg(long, default_value = "val")]
+    split: Split,
+    /// The paper's ten-crop evaluation (corners, centre, mirrors; outputs averaged).
+    #[arg(long, conflicts_with = "center_crop")]
+    ten_crop: bool,
+    /// One central crop instead of the config's eval pipeline (the original's squash).
+    #[arg(long)]
+    center_crop: bool,
+    /// Device to evaluate on.
+    #[arg(long)]
+    device: Option<String>,
+}
+
+fn run(args: Args) -> Result<()> {
+    let name = args
+        .config
+        .as_ref()
+        .and_then(|path| path.file_stem())
+        .map_or("demo".to_string(), |s| s.to_string_lossy().into_owned());
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| train::run::default_run_dir(&name));
+    let run_config = run_dir.join("config.toml");
+    let mut config = match &args.config {
+        Some(path) => ExperimentConfig::load(path)?,
+        None if run_config.is_file() => ExperimentConfig::load(&run_config)?,
+        None => ExperimentConfig::from_toml(DEMO_CONFIG, "configs/demo.toml".as_ref())?,
+    };
+    if let Some(data) = args.data {
+        config.train.data = Some(data);
+    }
+    if let Some(device) = args.device {
+        config.train.device = device;
+    }
+    if !run_dir.is_dir() && args.checkpoint.is_none() {
+        bail!(
+            "run directory {} does not exist (train first, or pass --run-dir / --checkpoint)",
+            run_dir.display()
+        );
+    }
+    let _log = train::logging::init(&config.logging, None)?;
+    train::run::resolve_data(&mut config, false)?;
+    let view = if args.ten_crop {
+        TestView::TenCrop
+    } else if args.center_crop {
+        TestView::CenterCrop
+    } else {
+        TestView::Config
+    };
+    let report = train::run::test(
+        &config,
+        &run_dir,
+        args.checkpoint.as_deref(),
+        args.split,
+        view,
+    )?;
+    println!(
+        "checkpoint {} (epoch {}), {} split: loss {:.4}; per-class accuracy in {}",
+        report.checkpoint.display(),
+        report.epoch,
+        args.split,
+        report.loss,
+        report.per_class_csv.display()
+    );
+    println!(
+        "top1={:.4} top5={:.4} images={}",
+        report.top1, report.top5, report.images
+    );
+    Ok(())
+}
+
+fn main() {
+    if let Err(error) = run(Args::parse()) {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+}

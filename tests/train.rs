@@ -1,0 +1,293 @@
+//! End-to-end tests of the training library path on a tiny generated dataset.
+
+mod common;
+
+use std::fs;
+
+use alexnet::{
+    augment::{ChannelValues, OpConfig, Scale},
+    model::Variant,
+    prep::Split,
+    train::{
+        ExperimentConfig, TrainError,
+        checkpoint::CheckpointStore,
+        config::Resume,
+        run::{TestView, test},
+        tensorboard::read_event_dir,
+        trainer::train,
+    },
+};
+use common::{serial, tiny_config, tiny_dataset};
+
+#[test]
+fn a_few_epochs_learn() {
+    let _serial = serial();
+    let run = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(run.path());
+    config.train.epochs = 4;
+    let summary = train(&config, &mut |_| true).unwrap();
+    assert_eq!(summary.history.len(), 4);
+    let first = &summary.history[0];
+    let last = &summary.history[3];
+    // Three classes: chance is 1/3.
+    assert!(
+        last.train_accuracy > 0.5,
+        "train accuracy {}",
+        last.train_accuracy
+    );
+    assert!(last.val_top1 > 1.0 / 3.0, "val accuracy {}", last.val_top1);
+    assert!(
+        last.train_loss < first.train_loss,
+        "{} -> {}",
+        first.train_loss,
+        last.train_loss
+    );
+    assert_eq!(summary.parameters, 58_312_771);
+
+    // The run directory holds what the architecture promises.
+    let dir = run.path();
+    assert!(dir.join("config.toml").is_file());
+    let resolved = ExperimentConfig::load(&dir.join("config.toml")).unwrap();
+    assert_eq!(resolved.model.num_classes, Some(3));
+    assert_eq!(
+        fs::read_to_string(dir.join("checkpoints/latest"))
+            .unwrap()
+            .trim(),
+        "epoch-0004"
+    );
+    assert!(dir.join("checkpoints/best/model.bpk").is_file());
+    let events = read_event_dir(&dir.join("tensorboard")).unwrap();
+    for tag in [
+        "loss/train",
+        "loss/val",
+        "accuracy/train",
+        "accuracy/val",
+        "learning_rate",
+    ] {
+        let steps: Vec<u64> = events.scalars[tag].iter().map(|p| p.0).collect();
+        assert_eq!(steps, vec![1, 2, 3, 4], "{tag}");
+    }
+    assert!(events.texts["model/summary"][0].contains("trainable parameters: 58312771"));
+    assert_eq!(events.images["augmented_training_images"], vec![0]);
+
+    // test_caltech's path: the latest checkpoint on the validation split.
+    let report = test(&config, dir, None, Split::Val, TestView::Config).unwrap();
+    assert_eq!(report.images, 9);
+    assert_eq!(report.epoch, 4);
+    assert!(
+        (report.top1 - last.val_top1).abs() < 1e-9,
+        "{} vs {}",
+        report.top1,
+        last.val_top1
+    );
+    assert!(report.top5 >= report.top1);
+    let csv = fs::read_to_string(&report.per_class_csv).unwrap();
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    let ten = test(&config, dir, None, Split::Val, TestView::TenCrop).unwrap();
+    assert_eq!(ten.images, 9);
+    assert!(ten.per_class_csv.to_string_lossy().contains("tencrop"));
+}
+
+#[test]
+fn kill_and_resume_equals_an_uninterrupted_run() {
+    let _serial = serial();
+    let straight_dir = tempfile::tempdir().unwrap();
+    let mut straight = tiny_config(straight_dir.path());
+    straight.train.epochs = 4;
+    straight.train.checkpoint_interval = 2;
+    let reference = train(&straight, &mut |_| true).unwrap();
+
+    let resumed_dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(resumed_dir.path());
+    config.train.epochs = 4;
+    config.train.checkpoint_interval = 2;
+    // "Killed" right after epoch 3: its curve points are written, its checkpoint is not.
+    let first = train(&config, &mut |metrics| metrics.epoch < 3).unwrap();
+    assert!(first.interrupted);
+    assert_eq!(
+        fs::read_to_string(resumed_dir.path().join("checkpoints/latest"))
+            .unwrap()
+            .trim(),
+        "epoch-0002"
+    );
+    let second = train(&config, &mut |_| true).unwrap();
+    assert_eq!(second.history.len(), 4);
+    for (a, b) in reference.history.iter().zip(&second.history) {
+        for (name, x, y) in [
+            ("train loss", a.train_loss, b.train_loss),
+            ("val loss", a.val_loss, b.val_loss),
+        ] {
+            let relative = (x - y).abs() / x.abs().max(1e-12);
+            assert!(relative < 1e-3, "epoch {} {name}: {x} vs {y}", a.epoch);
+        }
+        assert_eq!(a.train_accuracy, b.train_accuracy, "epoch {}", a.epoch);
+        assert_eq!(a.lr, b.lr);
+    }
+    // One point per epoch per tag: the interrupted run's epoch-3 points were purged.
+    let events = read_event_dir(&resumed_dir.path().join("tensorboard")).unwrap();
+    assert_eq!(events.session_starts, vec![3]);
+    for (tag, points) in &events.scalars {
+        let steps: Vec<u64> = points.iter().map(|p| p.0).collect();
+        assert_eq!(steps, vec![1, 2, 3, 4], "{tag}");
+    }
+    let resumed_loss = events.scalars["loss/train"][2].1;
+    assert!((f64::from(resumed_loss) - second.history[2].train_loss).abs() < 1e-5);
+}
+
+#[test]
+fn a_damaged_latest_checkpoint_falls_back_to_the_previous_one() {
+    let _serial = serial();
+    let run = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(run.path());
+    config.train.epochs = 2;
+    train(&config, &mut |_| true).unwrap();
+    let latest = run.path().join("checkpoints/epoch-0002/model.bpk");
+    let mut bytes = fs::read(&latest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    fs::write(&latest, bytes).unwrap();
+    let store = CheckpointStore::new(run.path(), 3);
+    let checkpoint = store.load_latest().unwrap().expect("a checkpoint");
+    assert_eq!(checkpoint.state.epoch, 1);
+    // Nothing usable at all is an error, never a silent restart.
+    fs::remove_dir_all(run.path().join("checkpoints/epoch-0001")).unwrap();
+    let error = store.load_latest().err().expect("an error").to_string();
+    assert!(
+        error.contains("no usable checkpoint") && error.contains("damaged"),
+        "{error}"
+    );
+    let error = train(&config, &mut |_| true).unwrap_err().to_string();
+    assert!(error.contains("no usable checkpoint"), "{error}");
+}
+
+fn error_of(config: &ExperimentConfig) -> String {
+    train(config, &mut |_| true).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors() {
+    let _serial = serial();
+    let run = tempfile::tempdir().unwrap();
+    let base = tiny_config(run.path());
+
+    let unknown = ExperimentConfig::from_toml("[train]\nepocs = 3\n", "x.toml".as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.contains("x.toml") && unknown.contains("epocs"),
+        "{unknown}"
+    );
+    let wrong_type = ExperimentConfig::from_toml("[train]\nepochs = \"many\"\n", "x.toml".as_ref())
+        .unwrap_err()
+        .to_string();
+    assert!(wrong_type.contains("epochs"), "{wrong_type}");
+    assert!(!wrong_type.contains('\n'));
+
+    let mut missing = base.clone();
+    missing.train.data = Some(run.path().join("nope"));
+    assert!(error_of(&missing).contains("nope"));
+    let mut not_prepared = base.clone();
+    not_prepared.train.data = Some(run.path().to_path_buf());
+    assert!(
+        error_of(&not_prepared).contains("not a processed dataset"),
+        "{}",
+        error_of(&not_prepared)
+    );
+
+    let mut classes = base.clone();
+    classes.model.num_classes = Some(256);
+    let error = error_of(&classes);
+    assert!(
+        error.contains("model.num_classes") && error.contains("lists 3 classes"),
+        "{error}"
+    );
+
+    let mut zero = base.clone();
+    zero.train.batch_size = 0;
+    assert!(error_of(&zero).contains("train.batch_size"));
+    let mut too_big = base.clone();
+    too_big.train.batch_size = 1000;
+    let error = error_of(&too_big);
+    assert!(
+        error.contains("train.batch_size") && error.contains("27 training images"),
+        "{error}"
+    );
+
+    for error in [error_of(&missing), error_of(&classes), error_of(&too_big)] {
+        assert!(!error.contains('\n'), "{error}");
+    }
+    // None of the failed starts wrote anything.
+    assert!(!run.path().join("checkpoints").exists());
+    let _ = tiny_dataset();
+}
+
+#[test]
+fn a_checkpoint_of_another_model_is_refused() {
+    let _serial = serial();
+    let run = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(run.path());
+    config.train.epochs = 1;
+    train(&config, &mut |_| true).unwrap();
+    let before = fs::read(run.path().join("checkpoints/epoch-0001/model.bpk")).unwrap();
+    let mut other = config.clone();
+    other.train.epochs = 2;
+    other.model.variant = Variant::Paper;
+    let error = error_of(&other);
+    assert!(
+        error.contains("different model config") && error.contains("variant"),
+        "{error}"
+    );
+    other.model.variant = Variant::Seed;
+    other.train.resume = Resume::Never;
+    let error = error_of(&other);
+    assert!(
+        error.contains("train.resume") && error.contains("already holds checkpoints"),
+        "{error}"
+    );
+    assert_eq!(
+        fs::read(run.path().join("checkpoints/epoch-0001/model.bpk")).unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let _serial = serial();
+    let run = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(run.path());
+    config.train.epochs = 1;
+    train(&config, &mut |_| true).unwrap();
+    // Resumed with a normalization that overflows f32: the very next batch is infinite.
+    let mut wild = config.clone();
+    wild.train.epochs = 3;
+    wild.augment.train[0] = OpConfig::Normalize {
+        mean: ChannelValues::Dataset,
+        std: Some(ChannelValues::Values([1e-300; 3])),
+        scale: Scale::Byte,
+    };
+    match train(&wild, &mut |_| true) {
+        Err(error @ TrainError::NonFiniteLoss { .. }) => {
+            let text = error.to_string();
+            let TrainError::NonFiniteLoss {
+                epoch,
+                batch,
+                last_checkpoint,
+                ..
+            } = error
+            else {
+                unreachable!()
+            };
+            assert_eq!((epoch, batch), (2, 1), "{text}");
+            assert!(text.contains("epoch 2, batch 1"), "{text}");
+            assert!(last_checkpoint.ends_with("epoch-0001"), "{last_checkpoint}");
+        }
+        other => panic!("expected a non-finite loss error, got {other:?}"),
+    }
+    assert_eq!(
+        fs::read_to_string(run.path().join("checkpoints/latest"))
+            .unwrap()
+            .trim(),
+        "epoch-0001"
+    );
+    CheckpointStore::load(&run.path().join("checkpoints/epoch-0001")).unwrap();
+}
