@@ -104,9 +104,13 @@ fn run(args: Args) -> Result<()> {
         bail!("no run directory");
     };
     config.validate()?;
-    let _log = train::logging::init(&config.logging, Some(&run_dir))?;
+    // Everything is checked before the run directory is touched.
+    let console = train::logging::console(&config.logging)?;
     train::run::resolve_data(&mut config, true)?;
-    let summary = train::trainer::train(&config, &mut |_| true)?;
+    let session = train::trainer::Session::prepare(&config)?;
+    drop(console);
+    let _log = train::logging::init(&config.logging, Some(&run_dir))?;
+    let summary = session.run(&mut |_| true)?;
     let last = summary.history.last();
     println!(
         "done: {} epochs, val acc {:.2}% — checkpoint {} — TensorBoard: tensorboard --logdir {}",

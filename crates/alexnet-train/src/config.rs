@@ -346,6 +346,7 @@ impl ExperimentConfig {
     /// Checks every section that can be checked without data.
     pub fn validate(&self) -> Result<()> {
         self.train.validate()?;
+        crate::device::parse_devices(&self.train.device)?;
         self.logging.validate()?;
         self.model.validate()?;
         Ok(())

@@ -127,6 +127,22 @@ pub fn init(config: &LoggingConfig, run_dir: Option<&Path>) -> Result<LogGuard> 
     }
 }
 
+/// Console-only logging for the calling thread until the guard is dropped: for the
+/// checks before a run, which must not create its log file when they fail.
+pub fn console(config: &LoggingConfig) -> Result<LogGuard> {
+    config.validate()?;
+    let level = LevelFilter::from_level(config.level_filter()?);
+    let console = tracing_subscriber::fmt::layer()
+        .with_writer(ConsoleWriter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(level);
+    let subscriber = tracing_subscriber::registry().with(console);
+    Ok(LogGuard {
+        _scoped: Some(tracing::subscriber::set_default(subscriber)),
+    })
+}
+
 /// A progress bar drawn on stderr when it is a terminal (hidden otherwise, so piped
 /// output holds only log lines), registered so log lines print above it.
 pub fn progress_bar(length: u64, template: &str) -> ProgressBar {

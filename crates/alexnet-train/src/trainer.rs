@@ -472,332 +472,422 @@ fn check_same_model(checkpoint: &Checkpoint, model: &AlexNetConfig) -> Result<()
     })
 }
 
+/// A run that has been checked and loaded (data, pipelines, devices, model, optimizer,
+/// the checkpoint to resume from) before anything is written: every bad input is an
+/// error here, with the run directory untouched.
+pub struct Session {
+    config: ExperimentConfig,
+    run_dir: PathBuf,
+    data: ProcessedDataset,
+    model_config: AlexNetConfig,
+    train_pipeline: Arc<Pipeline>,
+    eval_pipeline: Arc<Pipeline>,
+    train_set: ImageDataset,
+    val_set: ImageDataset,
+    devices: Vec<Device>,
+    train_devices: Vec<Device>,
+    main: Device,
+    model: AlexNet,
+    optim: ModuleOptimizer,
+    state: TrainerState,
+    schedule: Schedule,
+    store: CheckpointStore,
+    last_checkpoint: Option<PathBuf>,
+    seed: u64,
+    dtype: FloatDType,
+}
+
 /// Trains as `config` says (its data path and run directory must be resolved; see
 /// [`crate::run::resolve_data`]), calling `observer` after each epoch.
 pub fn train(config: &ExperimentConfig, observer: &mut EpochObserver<'_>) -> Result<TrainSummary> {
-    config.validate()?;
-    let train_config = &config.train;
-    let data_dir = train_config.data.as_ref().ok_or_else(|| {
-        invalid(
-            "train.data",
-            "no prepared dataset given (set it or pass --data)",
-        )
-    })?;
-    let run_dir = train_config.run_dir.clone().ok_or_else(|| {
-        invalid(
-            "train.run_dir",
-            "no run directory given (set it or pass --run-dir)",
-        )
-    })?;
-    let data = ProcessedDataset::open(data_dir)?;
-    let model_config = resolve_model(&config.model, &data)?;
-    let (train_pipeline, eval_pipeline) = build_pipelines(config, &data, &model_config)?;
-    let train_set = ImageDataset::new(&data, Split::Train);
-    let val_set = ImageDataset::new(&data, Split::Val);
-    if train_config.batch_size > train_set.len_items() {
-        return Err(invalid(
-            "train.batch_size",
-            format!(
-                "{} is larger than the {} training images; the last partial batch is dropped, so no batch would be formed",
-                train_config.batch_size,
-                train_set.len_items()
-            ),
-        ));
+    Session::prepare(config)?.run(observer)
+}
+
+impl Session {
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
     }
-    let devices = parse_devices(&train_config.device)?;
-    let dtype = float_dtype(train_config.precision);
-    for device in &devices {
-        if !device.supports_dtype(DType::from(dtype)) {
+
+    /// Epochs already done (from the checkpoint resumed).
+    pub fn epochs_done(&self) -> usize {
+        self.state.epoch
+    }
+
+    /// Checks and loads everything; writes nothing.
+    pub fn prepare(config: &ExperimentConfig) -> Result<Self> {
+        config.validate()?;
+        let train_config = &config.train;
+        let data_dir = train_config.data.as_ref().ok_or_else(|| {
+            invalid(
+                "train.data",
+                "no prepared dataset given (set it or pass --data)",
+            )
+        })?;
+        let run_dir = train_config.run_dir.clone().ok_or_else(|| {
+            invalid(
+                "train.run_dir",
+                "no run directory given (set it or pass --run-dir)",
+            )
+        })?;
+        let data = ProcessedDataset::open(data_dir)?;
+        let model_config = resolve_model(&config.model, &data)?;
+        let (train_pipeline, eval_pipeline) = build_pipelines(config, &data, &model_config)?;
+        let train_set = ImageDataset::new(&data, Split::Train);
+        let val_set = ImageDataset::new(&data, Split::Val);
+        if train_config.batch_size > train_set.len_items() {
             return Err(invalid(
-                "train.precision",
+                "train.batch_size",
                 format!(
-                    "{:?} is not supported by {device:?}",
-                    train_config.precision
+                    "{} is larger than the {} training images; the last partial batch is dropped, so no batch would be formed",
+                    train_config.batch_size,
+                    train_set.len_items()
                 ),
             ));
         }
-    }
-    let main = devices[0].clone().autodiff();
-    let train_devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
-
-    // Where to start from.
-    let store = CheckpointStore::new(&run_dir, train_config.keep_last);
-    let checkpoint = match &train_config.resume {
-        Resume::Never => {
-            if !store.list()?.is_empty() || store.latest()?.is_some() {
+        let devices = parse_devices(&train_config.device)?;
+        let dtype = float_dtype(train_config.precision);
+        for device in &devices {
+            if !device.supports_dtype(DType::from(dtype)) {
                 return Err(invalid(
-                    "train.resume",
+                    "train.precision",
                     format!(
-                        "is `never` but {} already holds checkpoints; use another --run-dir or --resume auto",
-                        run_dir.display()
+                        "{:?} is not supported by {device:?}",
+                        train_config.precision
                     ),
                 ));
             }
-            None
         }
-        Resume::Auto => store.load_latest()?,
-        Resume::Path(path) => Some(CheckpointStore::load(path)?),
-    };
-    if let Some(checkpoint) = &checkpoint {
-        check_same_model(checkpoint, &model_config)?;
-    }
-    let seed = checkpoint
-        .as_ref()
-        .map_or(train_config.seed, |c| c.state.seed);
-    if seed != train_config.seed {
-        tracing::warn!(
-            "the checkpoint's seed {seed} is kept (config says {}) so the resumed run continues exactly",
-            train_config.seed
-        );
-    }
-    main.seed(seed);
-    // Parameters are initialized lazily; drawing them all now, in order, ties the
-    // initialization to the seed alone.
-    let mut model = model_config.init(&main)?;
-    model.visit(&mut Materialize);
-    let mut optim = sgd(config);
-    let mut state = match &checkpoint {
-        Some(checkpoint) => {
-            let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.model.clone()))
-                .map_err(|error| TrainError::Checkpoint {
-                    path: checkpoint.dir.clone(),
-                    reason: format!("model weights unreadable: {error}"),
-                })?;
-            model = model.apply_record(record, &checkpoint.dir)?;
-            let optimizer = checkpoint
-                .optimizer
-                .clone()
-                .ok_or_else(|| TrainError::Checkpoint {
-                    path: checkpoint.dir.clone(),
-                    reason: "has no optimizer state (is it a best-model folder?)".into(),
-                })?;
-            optim = optim
-                .from_bytes(Bytes::from_bytes_vec(optimizer))
-                .map_err(|error| TrainError::Checkpoint {
-                    path: checkpoint.dir.clone(),
-                    reason: format!("optimizer state unreadable: {error}"),
-                })?;
-            tracing::info!(
-                "resuming from {} (epoch {})",
-                checkpoint.dir.display(),
-                checkpoint.state.epoch
-            );
-            checkpoint.state.clone()
-        }
-        None => TrainerState::new(
-            seed,
-            model_config.clone(),
-            Schedule::new(&train_config.scheduler, train_config.lr)?.state(),
-            train_config.loss_scale.initial,
-        ),
-    };
-    let mut schedule =
-        Schedule::restore(&train_config.scheduler, train_config.lr, &state.schedule)?;
-    let mut last_checkpoint = checkpoint.as_ref().map(|c| c.dir.clone());
+        let main = devices[0].clone().autodiff();
+        let train_devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
 
-    // The run directory: the resolved config, then TensorBoard.
-    std::fs::create_dir_all(&run_dir).at(&run_dir)?;
-    let mut resolved = config.clone();
-    resolved.model = model_config.clone();
-    write_atomic(&run_dir.join("config.toml"), resolved.to_toml()?.as_bytes())?;
-    let tensorboard_dir = run_dir.join("tensorboard");
-    let mut board = TensorBoard::create(&tensorboard_dir)?;
-    let parameters = model.num_trainable_params();
-    let [h, w] = train_pipeline.output_size();
-    let summary = model_config.summary(h as usize, w as usize)?;
-    tracing::info!(
-        "AlexNet ({:?}), {parameters} trainable parameters, {} classes, input {h}x{w}; {} training / {} validation images; device {}, {:?}",
-        model_config.variant,
-        data.num_classes(),
-        train_set.len_items(),
-        val_set.len_items(),
-        train_config.device,
-        train_config.precision
-    );
-    let pool = loader_pool(train_config.loader_threads)?;
-    if state.epoch == 0 {
-        board.text("model/summary", &format!("```\n{summary}\n```"), 0)?;
-        if let Some(grid) = preview_grid(
-            &train_set,
-            &train_pipeline,
-            seed,
-            train_config.preview_images,
-        )? {
-            board.image("augmented_training_images", &grid, 0)?;
-        }
-    } else {
-        // Points past the checkpoint that an interrupted run wrote are dropped by readers.
-        board.session_start(state.epoch as u64 + 1)?;
-    }
-    board.flush()?;
-
-    let mut engine = Engine {
-        devices: train_devices,
-        dtype,
-        optim,
-        scale: state.loss_scale.clone(),
-        scaling: train_config.precision == Precision::F16,
-        growth_factor: train_config.loss_scale.growth_factor,
-        backoff_factor: train_config.loss_scale.backoff_factor,
-        growth_interval: train_config.loss_scale.growth_interval,
-        classes: data.num_classes(),
-    };
-    let batches = train_set.len_items() / train_config.batch_size;
-    let eval_options = EvalOptions {
-        batch_size: train_config.eval_batch_size,
-        precision: train_config.precision,
-        device: devices[0].clone(),
-        prefetch: train_config.prefetch,
-        pool: pool.clone(),
-    };
-    let mut interrupted = false;
-    if state.epoch >= train_config.epochs {
-        tracing::info!(
-            "training already complete: {} of {} epochs done",
-            state.epoch,
-            train_config.epochs
-        );
-    }
-    for epoch in state.epoch + 1..=train_config.epochs {
-        let started = Instant::now();
-        let lr = schedule.lr();
-        // Dropout draws from the device generator; reseeding per epoch makes each epoch's
-        // masks independent of how the run got there (fresh or resumed).
-        main.seed(epoch_seed(seed, epoch as u64));
-        let loader = train_loader(
-            &train_set,
-            ImageBatcher::new(train_pipeline.clone(), pool.clone(), seed, epoch as u64),
-            train_config.batch_size,
-            seed,
-            epoch as u64,
-            &main,
-        );
-        let bar = progress_bar(
-            batches as u64,
-            "{msg} [{bar:25}] {pos}/{len} {per_sec} ETA {eta}",
-        );
-        bar.set_message(format!("epoch {epoch}/{}", train_config.epochs));
-        let mut train_acc = Accumulator::default();
-        let mut loss_sum = 0.0f64;
-        let mut skipped = 0u64;
-        let last_good = last_checkpoint.clone();
-        let result = for_each_batch(&loader, train_config.prefetch, |index, batch| {
-            let classes = batch.classes.clone();
-            let (updated, outcome) = engine.step(model.clone(), batch, lr)?;
-            // Under f16 an overflowing step is skipped and retried with a smaller scale;
-            // anything else non-finite is divergence.
-            let overflow_skipped = engine.scaling && !outcome.applied;
-            let acceptable = outcome.loss.is_finite() || overflow_skipped;
-            if !acceptable {
-                return Err(TrainError::NonFiniteLoss {
-                    value: outcome.loss,
-                    epoch,
-                    batch: index + 1,
-                    step: state.global_step + 1,
-                    last_checkpoint: last_good
-                        .as_ref()
-                        .map_or("none (no checkpoint yet)".into(), |p| {
-                            p.display().to_string()
-                        }),
-                });
+        // Where to start from.
+        let store = CheckpointStore::new(&run_dir, train_config.keep_last);
+        let checkpoint = match &train_config.resume {
+            Resume::Never => {
+                if !store.list()?.is_empty() || store.latest()?.is_some() {
+                    return Err(invalid(
+                        "train.resume",
+                        format!(
+                            "is `never` but {} already holds checkpoints; use another --run-dir or --resume auto",
+                            run_dir.display()
+                        ),
+                    ));
+                }
+                None
             }
-            model = updated;
-            if outcome.applied {
-                state.global_step += 1;
-                loss_sum += f64::from(outcome.loss) * classes.len() as f64;
-                train_acc.add_log_probs(&outcome.log_probs, engine.classes, &classes);
-            } else {
-                skipped += 1;
-            }
-            bar.inc(1);
-            bar.set_message(format!(
-                "epoch {epoch}/{} loss {:.4} train acc {:.2}% lr {lr:.3e}",
-                train_config.epochs,
-                loss_sum / train_acc.count.max(1) as f64,
-                100.0 * train_acc.top1()
-            ));
-            Ok(())
-        });
-        finish_progress(&bar);
-        result?;
-        let train_seconds = started.elapsed().as_secs_f64();
-        let (val, _) = evaluate(&model, &val_set, eval_pipeline.clone(), &eval_options)?;
-        let metrics = EpochMetrics {
-            epoch,
-            train_loss: loss_sum / train_acc.count.max(1) as f64,
-            train_accuracy: train_acc.top1(),
-            val_loss: val.loss(),
-            val_top1: val.top1(),
-            val_top5: val.top5(),
-            lr,
-            images_per_sec: (batches * train_config.batch_size) as f64 / train_seconds.max(1e-9),
-            seconds: started.elapsed().as_secs_f64(),
-            skipped_steps: skipped,
-            loss_scale: if engine.scaling {
-                f64::from(engine.scale.scale)
-            } else {
-                1.0
-            },
+            Resume::Auto => store.load_latest()?,
+            Resume::Path(path) => Some(CheckpointStore::load(path)?),
         };
+        if let Some(checkpoint) = &checkpoint {
+            check_same_model(checkpoint, &model_config)?;
+        }
+        let seed = checkpoint
+            .as_ref()
+            .map_or(train_config.seed, |c| c.state.seed);
+        if seed != train_config.seed {
+            tracing::warn!(
+                "the checkpoint's seed {seed} is kept (config says {}) so the resumed run continues exactly",
+                train_config.seed
+            );
+        }
+        main.seed(seed);
+        // Parameters are initialized lazily; drawing them all now, in order, ties the
+        // initialization to the seed alone.
+        let mut model = model_config.init(&main)?;
+        model.visit(&mut Materialize);
+        let mut optim = sgd(config);
+        let state = match &checkpoint {
+            Some(checkpoint) => {
+                let record =
+                    ModuleRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.model.clone()))
+                        .map_err(|error| TrainError::Checkpoint {
+                            path: checkpoint.dir.clone(),
+                            reason: format!("model weights unreadable: {error}"),
+                        })?;
+                model = model.apply_record(record, &checkpoint.dir)?;
+                let optimizer =
+                    checkpoint
+                        .optimizer
+                        .clone()
+                        .ok_or_else(|| TrainError::Checkpoint {
+                            path: checkpoint.dir.clone(),
+                            reason: "has no optimizer state (is it a best-model folder?)".into(),
+                        })?;
+                optim = optim
+                    .from_bytes(Bytes::from_bytes_vec(optimizer))
+                    .map_err(|error| TrainError::Checkpoint {
+                        path: checkpoint.dir.clone(),
+                        reason: format!("optimizer state unreadable: {error}"),
+                    })?;
+                checkpoint.state.clone()
+            }
+            None => TrainerState::new(
+                seed,
+                model_config.clone(),
+                Schedule::new(&train_config.scheduler, train_config.lr)?.state(),
+                train_config.loss_scale.initial,
+            ),
+        };
+        let schedule =
+            Schedule::restore(&train_config.scheduler, train_config.lr, &state.schedule)?;
+        let last_checkpoint = checkpoint.as_ref().map(|c| c.dir.clone());
+        Ok(Session {
+            config: config.clone(),
+            run_dir,
+            data,
+            model_config,
+            train_pipeline,
+            eval_pipeline,
+            train_set,
+            val_set,
+            devices,
+            train_devices,
+            main,
+            model,
+            optim,
+            state,
+            schedule,
+            store,
+            last_checkpoint,
+            seed,
+            dtype,
+        })
+    }
+
+    /// Trains, calling `observer` after each epoch.
+    pub fn run(self, observer: &mut EpochObserver<'_>) -> Result<TrainSummary> {
+        let Session {
+            config,
+            run_dir,
+            data,
+            model_config,
+            train_pipeline,
+            eval_pipeline,
+            train_set,
+            val_set,
+            devices,
+            train_devices,
+            main,
+            mut model,
+            optim,
+            mut state,
+            mut schedule,
+            store,
+            mut last_checkpoint,
+            seed,
+            dtype,
+        } = self;
+        let config = &config;
+        let train_config = &config.train;
+        if let Some(dir) = &last_checkpoint {
+            tracing::info!("resuming from {} (epoch {})", dir.display(), state.epoch);
+        }
+        // The run directory: the resolved config, then TensorBoard.
+        std::fs::create_dir_all(&run_dir).at(&run_dir)?;
+        let mut resolved = config.clone();
+        resolved.model = model_config.clone();
+        write_atomic(&run_dir.join("config.toml"), resolved.to_toml()?.as_bytes())?;
+        let tensorboard_dir = run_dir.join("tensorboard");
+        let mut board = TensorBoard::create(&tensorboard_dir)?;
+        let parameters = model.num_trainable_params();
+        let [h, w] = train_pipeline.output_size();
+        let summary = model_config.summary(h as usize, w as usize)?;
         tracing::info!(
-            "epoch {epoch}/{}: loss {:.4}, train acc {:.2}%, val loss {:.4}, val acc {:.2}% (top-5 {:.2}%), lr {lr:.3e}, {:.1} images/s, {:.1}s",
-            train_config.epochs,
-            metrics.train_loss,
-            100.0 * metrics.train_accuracy,
-            metrics.val_loss,
-            100.0 * metrics.val_top1,
-            100.0 * metrics.val_top5,
-            metrics.images_per_sec,
-            metrics.seconds
+            "AlexNet ({:?}), {parameters} trainable parameters, {} classes, input {h}x{w}; {} training / {} validation images; device {}, {:?}",
+            model_config.variant,
+            data.num_classes(),
+            train_set.len_items(),
+            val_set.len_items(),
+            train_config.device,
+            train_config.precision
         );
-        let step = epoch as u64;
-        board.scalar("loss/train", metrics.train_loss, step)?;
-        board.scalar("loss/val", metrics.val_loss, step)?;
-        board.scalar("accuracy/train", metrics.train_accuracy, step)?;
-        board.scalar("accuracy/val", metrics.val_top1, step)?;
-        board.scalar("accuracy/val_top5", metrics.val_top5, step)?;
-        board.scalar("learning_rate", lr, step)?;
-        board.scalar("throughput/images_per_sec", metrics.images_per_sec, step)?;
-        if engine.scaling {
-            board.scalar("loss_scale", metrics.loss_scale, step)?;
-            board.scalar("skipped_steps", skipped as f64, step)?;
+        let pool = loader_pool(train_config.loader_threads)?;
+        if state.epoch == 0 {
+            board.text("model/summary", &format!("```\n{summary}\n```"), 0)?;
+            if let Some(grid) = preview_grid(
+                &train_set,
+                &train_pipeline,
+                seed,
+                train_config.preview_images,
+            )? {
+                board.image("augmented_training_images", &grid, 0)?;
+            }
+        } else {
+            // Points past the checkpoint that an interrupted run wrote are dropped by readers.
+            board.session_start(state.epoch as u64 + 1)?;
         }
         board.flush()?;
-        schedule.step(&metrics);
-        state.epoch = epoch;
-        state.schedule = schedule.state();
-        state.loss_scale = engine.scale.clone();
-        state.history.push(metrics.clone());
-        let improved = state
-            .best
-            .as_ref()
-            .is_none_or(|best| metrics.val_top1 > best.val_top1);
-        if improved {
-            state.best = Some(BestMetric {
-                epoch,
-                val_top1: metrics.val_top1,
+
+        let mut engine = Engine {
+            devices: train_devices,
+            dtype,
+            optim,
+            scale: state.loss_scale.clone(),
+            scaling: train_config.precision == Precision::F16,
+            growth_factor: train_config.loss_scale.growth_factor,
+            backoff_factor: train_config.loss_scale.backoff_factor,
+            growth_interval: train_config.loss_scale.growth_interval,
+            classes: data.num_classes(),
+        };
+        let batches = train_set.len_items() / train_config.batch_size;
+        let eval_options = EvalOptions {
+            batch_size: train_config.eval_batch_size,
+            precision: train_config.precision,
+            device: devices[0].clone(),
+            prefetch: train_config.prefetch,
+            pool: pool.clone(),
+        };
+        let mut interrupted = false;
+        if state.epoch >= train_config.epochs {
+            tracing::info!(
+                "training already complete: {} of {} epochs done",
+                state.epoch,
+                train_config.epochs
+            );
+        }
+        for epoch in state.epoch + 1..=train_config.epochs {
+            let started = Instant::now();
+            let lr = schedule.lr();
+            // Dropout draws from the device generator; reseeding per epoch makes each epoch's
+            // masks independent of how the run got there (fresh or resumed).
+            main.seed(epoch_seed(seed, epoch as u64));
+            let loader = train_loader(
+                &train_set,
+                ImageBatcher::new(train_pipeline.clone(), pool.clone(), seed, epoch as u64),
+                train_config.batch_size,
+                seed,
+                epoch as u64,
+                &main,
+            );
+            let bar = progress_bar(
+                batches as u64,
+                "{msg} [{bar:25}] {pos}/{len} {per_sec} ETA {eta}",
+            );
+            bar.set_message(format!("epoch {epoch}/{}", train_config.epochs));
+            let mut train_acc = Accumulator::default();
+            let mut loss_sum = 0.0f64;
+            let mut skipped = 0u64;
+            let last_good = last_checkpoint.clone();
+            let result = for_each_batch(&loader, train_config.prefetch, |index, batch| {
+                let classes = batch.classes.clone();
+                let (updated, outcome) = engine.step(model.clone(), batch, lr)?;
+                // Under f16 an overflowing step is skipped and retried with a smaller scale;
+                // anything else non-finite is divergence.
+                let overflow_skipped = engine.scaling && !outcome.applied;
+                let acceptable = outcome.loss.is_finite() || overflow_skipped;
+                if !acceptable {
+                    return Err(TrainError::NonFiniteLoss {
+                        value: outcome.loss,
+                        epoch,
+                        batch: index + 1,
+                        step: state.global_step + 1,
+                        last_checkpoint: last_good
+                            .as_ref()
+                            .map_or("none (no checkpoint yet)".into(), |p| {
+                                p.display().to_string()
+                            }),
+                    });
+                }
+                model = updated;
+                if outcome.applied {
+                    state.global_step += 1;
+                    loss_sum += f64::from(outcome.loss) * classes.len() as f64;
+                    train_acc.add_log_probs(&outcome.log_probs, engine.classes, &classes);
+                } else {
+                    skipped += 1;
+                }
+                bar.inc(1);
+                bar.set_message(format!(
+                    "epoch {epoch}/{} loss {:.4} train acc {:.2}% lr {lr:.3e}",
+                    train_config.epochs,
+                    loss_sum / train_acc.count.max(1) as f64,
+                    100.0 * train_acc.top1()
+                ));
+                Ok(())
             });
-            store.save_best(&state, &model_bytes(&model)?)?;
+            finish_progress(&bar);
+            result?;
+            let train_seconds = started.elapsed().as_secs_f64();
+            let (val, _) = evaluate(&model, &val_set, eval_pipeline.clone(), &eval_options)?;
+            let metrics = EpochMetrics {
+                epoch,
+                train_loss: loss_sum / train_acc.count.max(1) as f64,
+                train_accuracy: train_acc.top1(),
+                val_loss: val.loss(),
+                val_top1: val.top1(),
+                val_top5: val.top5(),
+                lr,
+                images_per_sec: (batches * train_config.batch_size) as f64
+                    / train_seconds.max(1e-9),
+                seconds: started.elapsed().as_secs_f64(),
+                skipped_steps: skipped,
+                loss_scale: if engine.scaling {
+                    f64::from(engine.scale.scale)
+                } else {
+                    1.0
+                },
+            };
+            tracing::info!(
+                "epoch {epoch}/{}: loss {:.4}, train acc {:.2}%, val loss {:.4}, val acc {:.2}% (top-5 {:.2}%), lr {lr:.3e}, {:.1} images/s, {:.1}s",
+                train_config.epochs,
+                metrics.train_loss,
+                100.0 * metrics.train_accuracy,
+                metrics.val_loss,
+                100.0 * metrics.val_top1,
+                100.0 * metrics.val_top5,
+                metrics.images_per_sec,
+                metrics.seconds
+            );
+            let step = epoch as u64;
+            board.scalar("loss/train", metrics.train_loss, step)?;
+            board.scalar("loss/val", metrics.val_loss, step)?;
+            board.scalar("accuracy/train", metrics.train_accuracy, step)?;
+            board.scalar("accuracy/val", metrics.val_top1, step)?;
+            board.scalar("accuracy/val_top5", metrics.val_top5, step)?;
+            board.scalar("learning_rate", lr, step)?;
+            board.scalar("throughput/images_per_sec", metrics.images_per_sec, step)?;
+            if engine.scaling {
+                board.scalar("loss_scale", metrics.loss_scale, step)?;
+                board.scalar("skipped_steps", skipped as f64, step)?;
+            }
+            board.flush()?;
+            schedule.step(&metrics);
+            state.epoch = epoch;
+            state.schedule = schedule.state();
+            state.loss_scale = engine.scale.clone();
+            state.history.push(metrics.clone());
+            let improved = state
+                .best
+                .as_ref()
+                .is_none_or(|best| metrics.val_top1 > best.val_top1);
+            if improved {
+                state.best = Some(BestMetric {
+                    epoch,
+                    val_top1: metrics.val_top1,
+                });
+                store.save_best(&state, &model_bytes(&model)?)?;
+            }
+            if epoch % train_config.checkpoint_interval == 0 || epoch == train_config.epochs {
+                let optimizer = engine.optim.into_bytes().map_err(backend)?;
+                let dir = store.save(&state, &model_bytes(&model)?, &optimizer)?;
+                tracing::info!("checkpoint {}", dir.display());
+                last_checkpoint = Some(dir);
+            }
+            if !observer(&metrics) {
+                interrupted = epoch < train_config.epochs;
+                break;
+            }
         }
-        if epoch % train_config.checkpoint_interval == 0 || epoch == train_config.epochs {
-            let optimizer = engine.optim.into_bytes().map_err(backend)?;
-            let dir = store.save(&state, &model_bytes(&model)?, &optimizer)?;
-            tracing::info!("checkpoint {}", dir.display());
-            last_checkpoint = Some(dir);
-        }
-        if !observer(&metrics) {
-            interrupted = epoch < train_config.epochs;
-            break;
-        }
+        Ok(TrainSummary {
+            run_dir,
+            tensorboard_dir,
+            checkpoint: last_checkpoint,
+            history: state.history,
+            parameters,
+            interrupted,
+        })
     }
-    Ok(TrainSummary {
-        run_dir,
-        tensorboard_dir,
-        checkpoint: last_checkpoint,
-        history: state.history,
-        parameters,
-        interrupted,
-    })
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.

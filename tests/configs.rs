@@ -1,0 +1,61 @@
+//! The shipped config files parse, validate and say what they claim.
+
+use alexnet::train::{ExperimentConfig, schedule::SchedulerConfig};
+
+fn load(name: &str) -> ExperimentConfig {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("configs")
+        .join(name);
+    let config = ExperimentConfig::load(&path).unwrap();
+    config.validate().unwrap();
+    config
+}
+
+#[test]
+fn caltech256_is_the_original_setup() {
+    let config = load("caltech256.toml");
+    assert_eq!(config.prep.size, 256);
+    assert_eq!(config.prep.val_split, 0.2);
+    assert_eq!(
+        (
+            config.train.batch_size,
+            config.train.epochs,
+            config.train.checkpoint_interval
+        ),
+        (256, 100, 10)
+    );
+    assert_eq!(
+        (
+            config.train.lr,
+            config.train.momentum,
+            config.train.weight_decay
+        ),
+        (0.01, 0.9, 5e-4)
+    );
+    assert!(config.train.nesterov && config.train.dampening == 0.0);
+    assert!(
+        matches!(config.train.scheduler, SchedulerConfig::Plateau { patience: 5, factor, .. } if factor == 0.5)
+    );
+    assert_eq!(config.model.num_classes, None, "read from categories.csv");
+    // The defaults are the same settings: a config file only has to say what differs.
+    let defaults = ExperimentConfig::default();
+    assert_eq!(config.train.scheduler, defaults.train.scheduler);
+    assert_eq!(config.augment, defaults.augment);
+    assert_eq!(config.model, defaults.model);
+}
+
+#[test]
+fn demo_is_small_and_self_contained() {
+    let config = load("demo.toml");
+    assert!(
+        config.train.data.is_none() && config.prep.input.is_none(),
+        "the demo builds its own data"
+    );
+    assert!(config.demo.classes >= 10);
+    // A config round-trips through the run directory's config.toml.
+    let text = config.to_toml().unwrap();
+    assert_eq!(
+        ExperimentConfig::from_toml(&text, "config.toml".as_ref()).unwrap(),
+        config
+    );
+}
