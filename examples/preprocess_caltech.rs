@@ -15,6 +15,11 @@ const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 
+/// Burn allocates every intermediate tensor afresh; a caching allocator avoids the page
+/// faults that otherwise take a large share of a CPU training step.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Preprocess a class-per-folder dataset (NNN.label/*.jpg) for AlexNet training.
 #[derive(Parser, Debug)]
 #[command(version, about)]

@@ -21,3 +21,5 @@ pub use alexnet_augment as augment;
 pub use alexnet_model as model;
 pub use alexnet_prep as prep;
 pub use alexnet_train as train;
+/// Burn, as the crates use it (devices, tensors, modules).
+pub use alexnet_train::burn;

@@ -2,6 +2,11 @@
 
 #![allow(dead_code)]
 
+/// As the example binaries: Burn allocates every intermediate tensor afresh, and a
+/// caching allocator avoids a page fault storm (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard, OnceLock},

@@ -34,5 +34,7 @@ pub mod schedule;
 pub mod tensorboard;
 pub mod trainer;
 
+/// The Burn version this crate is built on, for devices and tensors in your own code.
+pub use burn;
 pub use config::ExperimentConfig;
 pub use error::{Result, TrainError};

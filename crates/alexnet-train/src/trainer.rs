@@ -233,106 +233,153 @@ struct Engine {
     classes: usize,
 }
 
+/// The gradients of one batch, possibly computed on several devices.
+pub struct BatchGradients {
+    /// The gradients of the mean loss over the whole batch, on the first device,
+    /// divided by the loss scale.
+    pub grads: GradientsParams,
+    /// The mean loss over the batch (unscaled).
+    pub loss: f32,
+    /// The model's log-probabilities, row-major `[n, classes]`, on the host.
+    pub log_probs: Vec<f32>,
+    /// Whether any gradient is NaN or infinite (only looked at when asked for).
+    pub non_finite: bool,
+}
+
+/// Forward and backward of `images`/`targets` split into contiguous shares across
+/// `devices` (data parallelism; each device on its own thread), the shares' gradients
+/// weighted by their size and summed on the first device: the gradient of the mean loss
+/// over the whole batch. The loss is multiplied by `loss_scale` before the backward
+/// pass and the gradients divided by it after; `check_finite` counts non-finite values.
+pub fn batch_gradients(
+    model: &AlexNet,
+    devices: &[Device],
+    images: Tensor<4>,
+    targets: Tensor<1, Int>,
+    dtype: FloatDType,
+    loss_scale: f32,
+    check_finite: bool,
+) -> Result<BatchGradients> {
+    let [n] = targets.dims();
+    let shards = devices.len().clamp(1, n.max(1));
+    let base = n / shards;
+    let mut start = 0;
+    let jobs: Vec<(usize, usize, Device)> = (0..shards)
+        .map(|k| {
+            let len = base + usize::from(k < n % shards);
+            let job = (start, len, devices[k].clone());
+            start += len;
+            job
+        })
+        .collect();
+    let run_shard = |replica: &AlexNet,
+                     images: Tensor<4>,
+                     targets: Tensor<1, Int>|
+     -> Result<(GradientsParams, f32, Vec<f32>)> {
+        let log_probs = replica.forward_in(images, dtype)?;
+        let loss = nll_loss(log_probs.clone(), targets);
+        let loss_value = loss.clone().try_into_scalar::<f32>().map_err(backend)?;
+        let grads = if loss_scale == 1.0 {
+            loss.backward()
+        } else {
+            loss.mul_scalar(loss_scale).backward()
+        };
+        let grads = GradientsParams::from_grads(grads, replica);
+        Ok((grads, loss_value, to_host(log_probs.detach())?))
+    };
+    let mut results = Vec::with_capacity(shards);
+    // Handles of one device (the CPU backend has one) share its kernels and its random
+    // generator: taking turns costs nothing and keeps dropout draws in a fixed order.
+    let one_device = jobs.iter().all(|(_, _, device)| *device == devices[0]);
+    if shards == 1 {
+        results.push(run_shard(model, images, targets)?);
+    } else if one_device {
+        for (start, len, device) in &jobs {
+            let images = images.clone().narrow(0, *start, *len);
+            let targets = targets.clone().narrow(0, *start, *len);
+            results.push(run_shard(&model.clone().fork(device), images, targets)?);
+        }
+    } else {
+        // Each device runs its share on its own thread; Burn's ops on one device are
+        // not blocked by another's.
+        let outputs = std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .iter()
+                .map(|(start, len, device)| {
+                    let images = images.clone().narrow(0, *start, *len).to_device(device);
+                    let targets = targets.clone().narrow(0, *start, *len).to_device(device);
+                    let replica = model.clone().fork(device);
+                    let run_shard = &run_shard;
+                    scope.spawn(move || run_shard(&replica, images, targets))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Err(backend("a device thread panicked")))
+                })
+                .collect::<Vec<_>>()
+        });
+        for output in outputs {
+            results.push(output?);
+        }
+    }
+    let mut loss = 0.0f64;
+    let mut log_probs = Vec::new();
+    let mut weighted = Vec::with_capacity(results.len());
+    for ((grads, shard_loss, shard_log_probs), (_, len, _)) in results.into_iter().zip(&jobs) {
+        let weight = *len as f64 / n as f64;
+        loss += f64::from(shard_loss) * weight;
+        log_probs.extend(shard_log_probs);
+        weighted.push((grads, weight));
+    }
+    let mut combiner = GradientCombiner {
+        shards: weighted,
+        out: GradientsParams::new(),
+        device: &devices[0],
+        unscale: 1.0 / f64::from(loss_scale),
+        non_finite: None,
+        check: check_finite,
+    };
+    model.visit(&mut combiner);
+    let non_finite = match combiner.non_finite.take() {
+        Some(count) => count.try_into_scalar::<f32>().map_err(backend)? > 0.0,
+        None => false,
+    };
+    Ok(BatchGradients {
+        grads: combiner.out,
+        loss: loss as f32,
+        log_probs,
+        non_finite,
+    })
+}
+
 impl Engine {
-    /// Forward and backward on each device's share of the batch, combined gradients, one
-    /// SGD step. Returns the updated model.
+    /// Gradients over the devices, then one SGD step (skipped on f16 overflow).
     fn step(
         &mut self,
         model: AlexNet,
         batch: ImageBatch,
         lr: f64,
     ) -> Result<(AlexNet, StepOutcome)> {
-        let n = batch.classes.len();
-        let shards = self.devices.len().min(n);
         let scale = if self.scaling { self.scale.scale } else { 1.0 };
-        let mut results = Vec::with_capacity(shards);
-        let base = n / shards;
-        let mut start = 0;
-        let jobs: Vec<(usize, usize, Device)> = (0..shards)
-            .map(|k| {
-                let len = base + usize::from(k < n % shards);
-                let job = (start, len, self.devices[k].clone());
-                start += len;
-                job
-            })
-            .collect();
-        let dtype = self.dtype;
-        let run_shard = |replica: &AlexNet,
-                         images: Tensor<4>,
-                         targets: Tensor<1, Int>|
-         -> Result<(GradientsParams, f32, Vec<f32>)> {
-            let log_probs = replica.forward_in(images, dtype)?;
-            let loss = nll_loss(log_probs.clone(), targets);
-            let loss_value = loss.clone().try_into_scalar::<f32>().map_err(backend)?;
-            let grads = if scale == 1.0 {
-                loss.backward()
-            } else {
-                loss.mul_scalar(scale).backward()
-            };
-            let grads = GradientsParams::from_grads(grads, replica);
-            Ok((grads, loss_value, to_host(log_probs.detach())?))
-        };
-        if shards == 1 {
-            results.push(run_shard(&model, batch.images, batch.targets)?);
-        } else {
-            // Each device runs its share on its own thread; Burn's ops on one device are
-            // not blocked by another's.
-            let outputs = std::thread::scope(|scope| {
-                let handles: Vec<_> = jobs
-                    .iter()
-                    .map(|(start, len, device)| {
-                        let images = batch
-                            .images
-                            .clone()
-                            .narrow(0, *start, *len)
-                            .to_device(device);
-                        let targets = batch
-                            .targets
-                            .clone()
-                            .narrow(0, *start, *len)
-                            .to_device(device);
-                        let replica = model.clone().fork(device);
-                        let run_shard = &run_shard;
-                        scope.spawn(move || run_shard(&replica, images, targets))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|handle| {
-                        handle
-                            .join()
-                            .unwrap_or_else(|_| Err(backend("a device thread panicked")))
-                    })
-                    .collect::<Vec<_>>()
-            });
-            for output in outputs {
-                results.push(output?);
-            }
-        }
-        let mut loss = 0.0f64;
-        let mut log_probs = Vec::with_capacity(n * self.classes);
-        let mut shards_grads = Vec::with_capacity(results.len());
-        for ((grads, shard_loss, shard_log_probs), (_, len, _)) in results.into_iter().zip(&jobs) {
-            let weight = *len as f64 / n as f64;
-            loss += f64::from(shard_loss) * weight;
-            log_probs.extend(shard_log_probs);
-            shards_grads.push((grads, weight));
-        }
-        let mut combiner = GradientCombiner {
-            shards: shards_grads,
-            out: GradientsParams::new(),
-            device: &self.devices[0],
-            unscale: 1.0 / f64::from(scale),
-            non_finite: None,
-            check: self.scaling,
-        };
-        model.visit(&mut combiner);
-        let overflow = match combiner.non_finite.take() {
-            Some(count) => count.try_into_scalar::<f32>().map_err(backend)? > 0.0,
-            None => false,
-        };
-        let loss = loss as f32;
-        if self.scaling && overflow {
+        let BatchGradients {
+            grads,
+            loss,
+            log_probs,
+            non_finite,
+        } = batch_gradients(
+            &model,
+            &self.devices,
+            batch.images,
+            batch.targets,
+            self.dtype,
+            scale,
+            self.scaling,
+        )?;
+        if self.scaling && non_finite {
             // f16 overflow: skip this step and retry with a smaller scale.
             self.scale.scale = (self.scale.scale * self.backoff_factor).max(1.0);
             self.scale.good_steps = 0;
@@ -345,7 +392,7 @@ impl Engine {
                 },
             ));
         }
-        let model = self.optim.step(lr, model, combiner.out);
+        let model = self.optim.step(lr, model, grads);
         if self.scaling {
             self.scale.good_steps += 1;
             if self.scale.good_steps >= self.growth_interval {
@@ -792,10 +839,14 @@ impl Session {
                 model = updated;
                 if outcome.applied {
                     state.global_step += 1;
-                    loss_sum += f64::from(outcome.loss) * classes.len() as f64;
-                    train_acc.add_log_probs(&outcome.log_probs, engine.classes, &classes);
                 } else {
                     skipped += 1;
+                }
+                // A skipped f16 step still measured the batch (its gradients overflowed,
+                // not its loss).
+                if outcome.loss.is_finite() {
+                    loss_sum += f64::from(outcome.loss) * classes.len() as f64;
+                    train_acc.add_log_probs(&outcome.log_probs, engine.classes, &classes);
                 }
                 bar.inc(1);
                 bar.set_message(format!(
