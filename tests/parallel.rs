@@ -100,7 +100,8 @@ fn alexnet_trains_data_parallel() {
     let run = tempfile::tempdir().unwrap();
     let mut config = tiny_config(run.path());
     config.train.device = "flex,flex".into();
-    config.train.epochs = 4;
+    config.train.epochs = 6;
+    config.train.batch_size = 12;
     let summary = train(&config, &mut |_| true).unwrap();
     let last = summary.history.last().unwrap();
     assert!(last.train_accuracy > 0.5, "{:?}", summary.history);

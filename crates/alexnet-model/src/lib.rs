@@ -36,5 +36,5 @@ mod summary;
 pub use config::{AlexNetConfig, DEFAULT_INPUT, MIN_INPUT, Variant};
 pub use error::{ModelError, Result};
 pub use lrn::LrnConfig;
-pub use model::{AlexNet, ConvBlock};
+pub use model::{AlexNet, ConvBlock, Dense};
 pub use summary::{LayerSummary, ModelSummary};

