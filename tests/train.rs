@@ -17,43 +17,57 @@ use alexnet::{
         trainer::train,
     },
 };
-use common::{serial, tiny_config, tiny_dataset};
+use common::{learnable_dataset, serial, tiny_config, tiny_dataset};
 
 #[test]
 fn a_few_epochs_learn() {
     let _serial = serial();
     let run = tempfile::tempdir().unwrap();
     let mut config = tiny_config(run.path());
-    config.train.epochs = 4;
+    // 88 training images in batches of 18: four steps an epoch (drop_last). The 3-class fixture
+    // has too few steps for its loss curve to rise above dropout and batch noise.
+    config.train.data = Some(learnable_dataset().to_path_buf());
+    config.train.batch_size = 18;
+    config.train.eval_batch_size = 30;
+    config.train.epochs = 6;
+    config.train.checkpoint_interval = 3;
     let summary = train(&config, &mut |_| true).unwrap();
-    assert_eq!(summary.history.len(), 4);
+    assert_eq!(summary.history.len(), 6);
+    let curve: Vec<String> = summary
+        .history
+        .iter()
+        .map(|m| format!("{:.3}/{:.2}", m.train_loss, m.train_accuracy))
+        .collect();
     let first = &summary.history[0];
-    let last = &summary.history[3];
-    // Three classes: chance is 1/3.
+    let last = &summary.history[5];
+    let late_loss = (summary.history[4].train_loss + last.train_loss) / 2.0;
+    // Four classes: chance is 1/4. Measured: loss 1.62 → 0.85–0.94, accuracy 0.36 → 0.81.
     assert!(
-        last.train_accuracy > 0.5,
-        "train accuracy {}",
-        last.train_accuracy
+        late_loss < 0.8 * first.train_loss,
+        "train loss/accuracy per epoch: {curve:?}"
     );
-    assert!(last.val_top1 > 1.0 / 3.0, "val accuracy {}", last.val_top1);
     assert!(
-        last.train_loss < first.train_loss,
-        "{} -> {}",
-        first.train_loss,
-        last.train_loss
+        last.train_accuracy > 0.6,
+        "train loss/accuracy per epoch: {curve:?}"
     );
-    assert_eq!(summary.parameters, 58_312_771);
+    let best_val = summary
+        .history
+        .iter()
+        .map(|m| m.val_top1)
+        .fold(0.0, f64::max);
+    assert!(best_val > 0.5, "best val accuracy {best_val}");
+    assert_eq!(summary.parameters, 58_316_868);
 
     // The run directory holds what the architecture promises.
     let dir = run.path();
     assert!(dir.join("config.toml").is_file());
     let resolved = ExperimentConfig::load(&dir.join("config.toml")).unwrap();
-    assert_eq!(resolved.model.num_classes, Some(3));
+    assert_eq!(resolved.model.num_classes, Some(4));
     assert_eq!(
         fs::read_to_string(dir.join("checkpoints/latest"))
             .unwrap()
             .trim(),
-        "epoch-0004"
+        "epoch-0006"
     );
     assert!(dir.join("checkpoints/best/model.bpk").is_file());
     let events = read_event_dir(&dir.join("tensorboard")).unwrap();
@@ -65,15 +79,15 @@ fn a_few_epochs_learn() {
         "learning_rate",
     ] {
         let steps: Vec<u64> = events.scalars[tag].iter().map(|p| p.0).collect();
-        assert_eq!(steps, vec![1, 2, 3, 4], "{tag}");
+        assert_eq!(steps, vec![1, 2, 3, 4, 5, 6], "{tag}");
     }
-    assert!(events.texts["model/summary"][0].contains("trainable parameters: 58312771"));
+    assert!(events.texts["model/summary"][0].contains("trainable parameters: 58316868"));
     assert_eq!(events.images["augmented_training_images"], vec![0]);
 
     // test_caltech's path: the latest checkpoint on the validation split.
     let report = test(&config, dir, None, Split::Val, TestView::Config).unwrap();
-    assert_eq!(report.images, 9);
-    assert_eq!(report.epoch, 4);
+    assert_eq!(report.images, 32);
+    assert_eq!(report.epoch, 6);
     assert!(
         (report.top1 - last.val_top1).abs() < 1e-9,
         "{} vs {}",
@@ -82,9 +96,9 @@ fn a_few_epochs_learn() {
     );
     assert!(report.top5 >= report.top1);
     let csv = fs::read_to_string(&report.per_class_csv).unwrap();
-    assert_eq!(csv.lines().count(), 4, "{csv}");
+    assert_eq!(csv.lines().count(), 5, "{csv}");
     let ten = test(&config, dir, None, Split::Val, TestView::TenCrop).unwrap();
-    assert_eq!(ten.images, 9);
+    assert_eq!(ten.images, 32);
     assert!(ten.per_class_csv.to_string_lossy().contains("tencrop"));
 }
 

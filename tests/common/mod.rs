@@ -28,31 +28,38 @@ use alexnet::{
 /// A prepared 3-class dataset of 72×72 images (12 per class, no odd files).
 pub fn tiny_dataset() -> &'static Path {
     static DATA: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DATA
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let raw = dir.path().join("raw");
-            let demo = DemoConfig {
-                classes: 3,
-                images_per_class: 12,
-                min_size: 72,
-                max_size: 96,
-                oddities: false,
-                ..DemoConfig::default()
-            };
-            alexnet::prep::generate_demo(&raw, &demo).expect("demo data");
-            let out = dir.path().join("processed");
-            let prep = PrepConfig {
-                input: Some(raw),
-                output: Some(out.clone()),
-                size: 72,
-                val_split: 0.25,
-                ..PrepConfig::default()
-            };
-            Preprocessor::new(prep).run().expect("preprocessing");
-            (dir, out)
-        })
-        .1
+    &DATA.get_or_init(|| prepared_dataset(3, 12)).1
+}
+
+/// A prepared 4-class dataset of 72×72 images, 30 per class: enough steps per epoch
+/// for the loss curve to say something beyond batch noise.
+pub fn learnable_dataset() -> &'static Path {
+    static DATA: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DATA.get_or_init(|| prepared_dataset(4, 30)).1
+}
+
+fn prepared_dataset(classes: usize, images_per_class: usize) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let raw = dir.path().join("raw");
+    let demo = DemoConfig {
+        classes,
+        images_per_class,
+        min_size: 72,
+        max_size: 96,
+        oddities: false,
+        ..DemoConfig::default()
+    };
+    alexnet::prep::generate_demo(&raw, &demo).expect("demo data");
+    let out = dir.path().join("processed");
+    let prep = PrepConfig {
+        input: Some(raw),
+        output: Some(out.clone()),
+        size: 72,
+        val_split: 0.25,
+        ..PrepConfig::default()
+    };
+    Preprocessor::new(prep).run().expect("preprocessing");
+    (dir, out)
 }
 
 /// A fast config on the tiny dataset: 67×67 crops, small batches, `run_dir` given.
