@@ -244,8 +244,9 @@ impl SchedulerConfig {
 /// `ReduceLROnPlateau`'s state; saved in every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlateauState {
-    /// Best metric so far.
-    pub best: f64,
+    /// Best metric so far; `None` before the first epoch (PyTorch's ±inf, which JSON
+    /// cannot hold).
+    pub best: Option<f64>,
     /// Epochs since the best.
     pub bad_epochs: usize,
     /// Epochs of cooldown left.
@@ -288,10 +289,6 @@ impl Schedule {
     /// A fresh schedule starting at `initial_lr`.
     pub fn new(config: &SchedulerConfig, initial_lr: f64) -> Result<Self> {
         config.validate()?;
-        let mode = match config {
-            SchedulerConfig::Plateau { mode, .. } => *mode,
-            _ => PlateauMode::Min,
-        };
         let build_error = |reason: String| invalid("train.scheduler", reason);
         let mut burn = match *config {
             SchedulerConfig::Plateau { .. } | SchedulerConfig::Constant => None,
@@ -327,10 +324,7 @@ impl Schedule {
             config: config.clone(),
             lr,
             plateau: PlateauState {
-                best: match mode {
-                    PlateauMode::Min => f64::INFINITY,
-                    PlateauMode::Max => f64::NEG_INFINITY,
-                },
+                best: None,
                 bad_epochs: 0,
                 cooldown_left: 0,
             },
@@ -388,15 +382,23 @@ impl Schedule {
                 eps,
             } => {
                 let current = metric.of(metrics);
-                let best = self.plateau.best;
-                let better = match (mode, threshold_mode) {
-                    (PlateauMode::Min, ThresholdMode::Rel) => current < best * (1.0 - threshold),
-                    (PlateauMode::Min, ThresholdMode::Abs) => current < best - threshold,
-                    (PlateauMode::Max, ThresholdMode::Rel) => current > best * (1.0 + threshold),
-                    (PlateauMode::Max, ThresholdMode::Abs) => current > best + threshold,
+                let better = match (self.plateau.best, mode, threshold_mode) {
+                    (None, ..) => true,
+                    (Some(best), PlateauMode::Min, ThresholdMode::Rel) => {
+                        current < best * (1.0 - threshold)
+                    }
+                    (Some(best), PlateauMode::Min, ThresholdMode::Abs) => {
+                        current < best - threshold
+                    }
+                    (Some(best), PlateauMode::Max, ThresholdMode::Rel) => {
+                        current > best * (1.0 + threshold)
+                    }
+                    (Some(best), PlateauMode::Max, ThresholdMode::Abs) => {
+                        current > best + threshold
+                    }
                 };
                 if better {
-                    self.plateau.best = current;
+                    self.plateau.best = Some(current);
                     self.plateau.bad_epochs = 0;
                 } else {
                     self.plateau.bad_epochs += 1;
@@ -491,6 +493,35 @@ mod tests {
         assert_eq!(schedule.step(&metrics(0.5)), 0.005); // clamped at min_lr
     }
 
+    /// The state as a checkpoint's state.json stores and reads it.
+    fn through_json(schedule: &Schedule) -> ScheduleState {
+        let text = serde_json::to_string(&schedule.state()).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn every_kind_restores_from_json_before_and_after_stepping() {
+        let kinds = [
+            "kind = \"plateau\"\npatience = 0",
+            "kind = \"plateau\"\nmode = \"max\"\nmetric = \"val_accuracy\"\npatience = 0",
+            "kind = \"constant\"",
+            "kind = \"step\"\nstep_size = 2",
+            "kind = \"exponential\"\ngamma = 0.9",
+            "kind = \"cosine\"\nepochs = 4",
+            "kind = \"linear\"\nfinal_lr = 0.01\nepochs = 4",
+        ];
+        for kind in kinds {
+            let config: SchedulerConfig = toml::from_str(kind).unwrap();
+            let mut straight = Schedule::new(&config, 0.1).unwrap();
+            let mut restored = Schedule::restore(&config, 0.1, &through_json(&straight)).unwrap();
+            for epoch in 0..4 {
+                let metrics = with_loss(1.0 + f64::from(epoch % 2));
+                assert_eq!(straight.step(&metrics), restored.step(&metrics), "{kind}");
+                restored = Schedule::restore(&config, 0.1, &through_json(&restored)).unwrap();
+            }
+        }
+    }
+
     #[test]
     fn burn_schedules_restore_by_replay() {
         let config = SchedulerConfig::Step {
@@ -506,7 +537,7 @@ mod tests {
         let mut fresh = Schedule::new(&config, 0.08).unwrap();
         fresh.step(&EpochMetrics::default());
         fresh.step(&EpochMetrics::default());
-        let mut restored = Schedule::restore(&config, 0.08, &fresh.state()).unwrap();
+        let mut restored = Schedule::restore(&config, 0.08, &through_json(&fresh)).unwrap();
         assert_eq!(restored.lr(), 0.04);
         assert_eq!(restored.step(&EpochMetrics::default()), 0.04);
         assert_eq!(restored.step(&EpochMetrics::default()), 0.02);
