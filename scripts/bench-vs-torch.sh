@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs each benchmark of examples/bench.rs next to the PyTorch/PIL/albumentations
+# reference (torch_reference.py from the project's shared bench folder), in the same
+# run on the same machine, and prints the RESULT lines side by side.
+#
+#   scripts/bench-vs-torch.sh /path/to/python-with-torch /path/to/torch_reference.py [features]
+#
+# The python environment: python3 -m venv /tmp/refenv &&
+#   /tmp/refenv/bin/pip install torch==2.9.0 albumentations pillow
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${1:?python with torch}
+reference=${2:?path to torch_reference.py}
+features=${3:-}
+cargo build --release --example bench --example preprocess_caltech ${features:+--features "$features"}
+bench=target/release/examples/bench
+prepared=target/bench/prepared-256
+
+run() { echo "\$ $*" >&2; "$@" 2>&1 | grep -E '^(RESULT|# )' ; }
+
+run $bench prep --jobs 1
+run $bench prep --jobs 2
+run "$python" "$reference" prep target/bench/prep-input/001.bench --out target/bench/pil-out
+run $bench augment
+run "$python" "$reference" augment
+run $bench train --batch-size 32
+run "$python" "$reference" train --batch-size 32 --threads 2
+run $bench infer --batch-size 64
+run "$python" "$reference" infer --batch-size 64 --threads 2
+if [ ! -f "$prepared/train.csv" ]; then
+  [ -d data/demo/raw ] || target/release/examples/preprocess_caltech --demo >/dev/null
+  target/release/examples/preprocess_caltech --input data/demo/raw --output "$prepared" --size 256 --overwrite >/dev/null
+fi
+run $bench loader --data "$prepared" --batch-size 32
+run $bench epoch --data "$prepared" --batch-size 32
+run "$python" "$reference" epoch "$prepared" --batch-size 32 --workers 2 --threads 2
