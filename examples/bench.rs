@@ -10,6 +10,8 @@
 //! cargo run --release --example bench -- epoch  --data DIR [--batch-size 32]
 //! ```
 
+mod support;
+
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
@@ -38,10 +40,6 @@ use alexnet::{
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use image::RgbImage;
-
-/// As the other examples: a caching allocator (Burn allocates every tensor afresh).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(about = "Throughput benchmarks; the last line is RESULT <name> <images/s>")]
@@ -267,6 +265,7 @@ fn bench_augment(n: usize, reps: usize) -> Result<()> {
 }
 
 fn main() {
+    support::keep_freed_memory();
     let args = Args::parse();
     let result = match args.command {
         Command::Prep { jobs, images, dir } => bench_prep(jobs, images, &dir, args.reps),

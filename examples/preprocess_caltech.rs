@@ -6,6 +6,8 @@
 //! cargo run --release --example preprocess_caltech -- --demo       # the built-in demo data
 //! ```
 
+mod support;
+
 use std::path::PathBuf;
 
 use alexnet::{prep, train};
@@ -14,11 +16,6 @@ use alexnet::{prep, train};
 const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-
-/// Burn allocates every intermediate tensor afresh; a caching allocator avoids the page
-/// faults that otherwise take a large share of a CPU training step.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Preprocess a class-per-folder dataset (NNN.label/*.jpg) for AlexNet training.
 #[derive(Parser, Debug)]
@@ -144,6 +141,7 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn main() {
+    support::keep_freed_memory();
     if let Err(error) = run(Args::parse()) {
         eprintln!("error: {error}");
         std::process::exit(1);

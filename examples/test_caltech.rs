@@ -6,6 +6,8 @@
 //! cargo run --release --example test_caltech -- --config configs/caltech256.toml --ten-crop
 //! ```
 
+mod support;
+
 use std::path::PathBuf;
 
 use alexnet::{
@@ -14,11 +16,6 @@ use alexnet::{
 };
 use anyhow::{Result, bail};
 use clap::Parser;
-
-/// Burn allocates every intermediate tensor afresh; a caching allocator avoids the page
-/// faults that otherwise take a large share of a CPU training step.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The demo settings, used when neither --config nor the run's config.toml is found.
 const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
@@ -114,6 +111,7 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn main() {
+    support::keep_freed_memory();
     if let Err(error) = run(Args::parse()) {
         eprintln!("error: {error}");
         std::process::exit(1);

@@ -7,6 +7,8 @@
 //! tensorboard --logdir runs
 //! ```
 
+mod support;
+
 use std::path::PathBuf;
 
 use alexnet::train::{
@@ -15,11 +17,6 @@ use alexnet::train::{
 };
 use anyhow::{Result, bail};
 use clap::Parser;
-
-/// Burn allocates every intermediate tensor afresh; a caching allocator avoids the page
-/// faults that otherwise take a large share of a CPU training step.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The demo settings, used when neither --config nor --data is given.
 const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
@@ -131,6 +128,7 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn main() {
+    support::keep_freed_memory();
     if let Err(error) = run(Args::parse()) {
         eprintln!("error: {error}");
         std::process::exit(1);

@@ -2,10 +2,9 @@
 
 #![allow(dead_code)]
 
-/// As the example binaries: Burn allocates every intermediate tensor afresh, and a
-/// caching allocator avoids a page fault storm (see docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The example binaries' allocator (mimalloc; see there why).
+#[path = "../../examples/support/mod.rs"]
+mod support;
 
 use std::{
     path::{Path, PathBuf},

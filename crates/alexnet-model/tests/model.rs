@@ -391,17 +391,28 @@ fn reduced_precision_forward_keeps_f32_weights_and_gradients() {
             "log-probabilities come back in f32"
         );
         let got = values(out.clone());
-        let worst = got
+        let differences: Vec<f32> = got
             .iter()
             .zip(&reference)
             .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
-        eprintln!("{dtype:?}: max log-probability difference to f32 {worst}");
+            .collect();
+        let worst = differences.iter().copied().fold(0.0f32, f32::max);
+        let mean = differences.iter().sum::<f32>() / differences.len() as f32;
+        eprintln!("{dtype:?}: log-probability difference to f32: max {worst}, mean {mean}");
         // f16 keeps ~3 significant digits and bf16 ~2, and Burn's CPU backend sums
-        // half-precision products in half precision (fc1 sums 9216 of them), so the
-        // bound is loose; it still catches a broken cast.
-        let tolerance = if dtype == FloatDType::F16 { 0.2 } else { 0.5 };
-        assert!(worst < tolerance, "{dtype:?}: max difference {worst}");
+        // half-precision products in half precision (fc1 sums 9216 of them, in an order
+        // that depends on thread scheduling), so single outputs can be far off; the mean
+        // is stable. Measured: f16 mean ~0.03, max 0.07–0.12; bf16 mean ~0.15, max
+        // 0.3–0.6. A broken cast gives errors of several units, or NaN.
+        let (mean_bound, max_bound) = if dtype == FloatDType::F16 {
+            (0.1, 0.5)
+        } else {
+            (0.4, 1.5)
+        };
+        assert!(
+            mean < mean_bound && worst < max_bound,
+            "{dtype:?}: difference to f32: max {worst}, mean {mean}"
+        );
         assert!(
             worst > 0.0,
             "{dtype:?}: identical to f32, so nothing ran in reduced precision"

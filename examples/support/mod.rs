@@ -1,0 +1,35 @@
+//! What the example binaries (and the integration tests) share: the memory allocator.
+//!
+//! Burn allocates every intermediate tensor afresh, tens of megabytes each at 227×227.
+//! With glibc's allocator those buffers go back to the kernel when freed and are faulted
+//! in, page by page, on the next step; mimalloc keeps and reuses them. See
+//! docs/benchmarks.md for the measured effect.
+
+use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc's option enum (the same index in its v2 and v3).
+const PURGE_DELAY: mi_option_t = 15;
+/// The bundled mimalloc v3's default purge delay, in milliseconds.
+const DEFAULT_PURGE_DELAY_MS: std::ffi::c_long = 1000;
+
+/// Never returns freed memory to the operating system. mimalloc by default purges memory
+/// unused for a second, and a CPU training step takes seconds, so every step would
+/// fault its buffers in again (13 % of a flex step in the kernel's page clearing). The
+/// process then keeps its peak footprint, which is what a training run holds anyway.
+///
+/// A `MIMALLOC_PURGE_DELAY` set in the environment wins.
+pub fn keep_freed_memory() {
+    // SAFETY: reading and setting an integer option has no preconditions; mimalloc reads
+    // this one each time it considers a purge.
+    unsafe {
+        // The default doubles as a check that `PURGE_DELAY` is the option we mean.
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
+            && mi_option_get(PURGE_DELAY) == DEFAULT_PURGE_DELAY_MS
+        {
+            mi_option_set(PURGE_DELAY, -1);
+        }
+    }
+}
