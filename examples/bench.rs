@@ -265,20 +265,17 @@ fn bench_augment(n: usize, reps: usize) -> Result<()> {
 }
 
 fn main() {
-    support::keep_freed_memory();
-    let args = Args::parse();
-    let result = match args.command {
-        Command::Prep { jobs, images, dir } => bench_prep(jobs, images, &dir, args.reps),
-        Command::Augment { n } => bench_augment(n, args.reps),
-        Command::Train(model) => alexnet_bench_model(model, true),
-        Command::Infer(model) => alexnet_bench_model(model, false),
-        Command::Loader(data) => bench_data(data, false),
-        Command::Epoch(data) => bench_data(data, true),
-    };
-    if let Err(error) = result {
-        eprintln!("error: {error}");
-        std::process::exit(1);
-    }
+    support::main(|| {
+        let args = Args::parse();
+        match args.command {
+            Command::Prep { jobs, images, dir } => bench_prep(jobs, images, &dir, args.reps),
+            Command::Augment { n } => bench_augment(n, args.reps),
+            Command::Train(model) => alexnet_bench_model(model, true),
+            Command::Infer(model) => alexnet_bench_model(model, false),
+            Command::Loader(data) => bench_data(data, false),
+            Command::Epoch(data) => bench_data(data, true),
+        }
+    });
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux; 0 elsewhere).

@@ -141,9 +141,5 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn main() {
-    support::keep_freed_memory();
-    if let Err(error) = run(Args::parse()) {
-        eprintln!("error: {error}");
-        std::process::exit(1);
-    }
+    support::main(|| run(Args::parse()));
 }

@@ -1,4 +1,5 @@
-//! What the example binaries (and the integration tests) share: the memory allocator.
+//! What the example binaries share: the memory allocator (the integration tests too),
+//! and how a failed run ends.
 //!
 //! Burn allocates every intermediate tensor afresh, tens of megabytes each at 227×227.
 //! With glibc's allocator those buffers go back to the kernel when freed and are faulted
@@ -31,5 +32,16 @@ pub fn keep_freed_memory() {
         {
             mi_option_set(PURGE_DELAY, -1);
         }
+    }
+}
+
+/// Runs an example's `run` with the allocator set up; an error is printed as one
+/// `error: …` line and exits with status 1.
+#[allow(dead_code)] // the integration tests include this module for the allocator only
+pub fn main(run: impl FnOnce() -> anyhow::Result<()>) {
+    keep_freed_memory();
+    if let Err(error) = run() {
+        eprintln!("error: {error}");
+        std::process::exit(1);
     }
 }

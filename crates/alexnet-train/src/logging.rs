@@ -78,16 +78,39 @@ pub struct LogGuard {
     _scoped: Option<tracing::subscriber::DefaultGuard>,
 }
 
+/// The stderr layer: log lines above the progress bar, coloured on a terminal.
+fn console_layer<S>(level: LevelFilter) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(ConsoleWriter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(level)
+}
+
+/// Installs `subscriber` for the whole process if none is yet, else for the calling
+/// thread until the guard is dropped (tests running several runs in one process).
+fn install<S>(subscriber: S) -> LogGuard
+where
+    S: tracing::Subscriber + Send + Sync + 'static,
+{
+    if tracing::dispatcher::has_been_set() {
+        return LogGuard {
+            _scoped: Some(tracing::subscriber::set_default(subscriber)),
+        };
+    }
+    // Only a concurrent first call can win this race; its subscriber then serves.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    LogGuard { _scoped: None }
+}
+
 /// Sends log lines at `config.level` and above to stderr and, when `run_dir` is given,
 /// to `run_dir/<config.file>` (appended, so a resumed run keeps the earlier lines).
 pub fn init(config: &LoggingConfig, run_dir: Option<&Path>) -> Result<LogGuard> {
     config.validate()?;
     let level = LevelFilter::from_level(config.level_filter()?);
-    let console = tracing_subscriber::fmt::layer()
-        .with_writer(ConsoleWriter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(level);
     let file_layer = match run_dir {
         Some(dir) => {
             fs::create_dir_all(dir).at(dir)?;
@@ -108,23 +131,9 @@ pub fn init(config: &LoggingConfig, run_dir: Option<&Path>) -> Result<LogGuard> 
         None => None,
     };
     let subscriber = tracing_subscriber::registry()
-        .with(console)
+        .with(console_layer(level))
         .with(file_layer);
-    // The first call in a process installs it for every thread; later ones (tests
-    // running several runs) apply to the calling thread.
-    match tracing::subscriber::set_global_default(subscriber) {
-        Ok(()) => Ok(LogGuard { _scoped: None }),
-        Err(_) => {
-            let console = tracing_subscriber::fmt::layer()
-                .with_writer(ConsoleWriter)
-                .with_target(false)
-                .with_filter(level);
-            let subscriber = tracing_subscriber::registry().with(console);
-            Ok(LogGuard {
-                _scoped: Some(tracing::subscriber::set_default(subscriber)),
-            })
-        }
-    }
+    Ok(install(subscriber))
 }
 
 /// Console-only logging for the calling thread until the guard is dropped: for the
@@ -132,12 +141,7 @@ pub fn init(config: &LoggingConfig, run_dir: Option<&Path>) -> Result<LogGuard> 
 pub fn console(config: &LoggingConfig) -> Result<LogGuard> {
     config.validate()?;
     let level = LevelFilter::from_level(config.level_filter()?);
-    let console = tracing_subscriber::fmt::layer()
-        .with_writer(ConsoleWriter)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_filter(level);
-    let subscriber = tracing_subscriber::registry().with(console);
+    let subscriber = tracing_subscriber::registry().with(console_layer(level));
     Ok(LogGuard {
         _scoped: Some(tracing::subscriber::set_default(subscriber)),
     })
