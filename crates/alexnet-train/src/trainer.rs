@@ -816,9 +816,15 @@ impl Session {
             let mut loss_sum = 0.0f64;
             let mut skipped = 0u64;
             let last_good = last_checkpoint.clone();
+            // The step takes the model by value: with no other handle on its parameters
+            // the optimizer updates them in place instead of allocating new ones.
+            let mut current = Some(model);
             let result = for_each_batch(&loader, train_config.prefetch, |index, batch| {
                 let classes = batch.classes.clone();
-                let (updated, outcome) = engine.step(model.clone(), batch, lr)?;
+                let taken = current
+                    .take()
+                    .ok_or_else(|| backend("the model was lost by a failed step"))?;
+                let (updated, outcome) = engine.step(taken, batch, lr)?;
                 // Under f16 an overflowing step is skipped and retried with a smaller scale;
                 // anything else non-finite is divergence.
                 let overflow_skipped = engine.scaling && !outcome.applied;
@@ -836,7 +842,7 @@ impl Session {
                             }),
                     });
                 }
-                model = updated;
+                current = Some(updated);
                 if outcome.applied {
                     state.global_step += 1;
                 } else {
@@ -859,6 +865,7 @@ impl Session {
             });
             finish_progress(&bar);
             result?;
+            model = current.ok_or_else(|| backend("the model was lost by a failed step"))?;
             let train_seconds = started.elapsed().as_secs_f64();
             let (val, _) = evaluate(&model, &val_set, eval_pipeline.clone(), &eval_options)?;
             let metrics = EpochMetrics {
