@@ -6,8 +6,9 @@
 //! cargo run --release --example bench -- augment
 //! cargo run --release --example bench -- train  [--device flex] [--batch-size 32] [--precision f32] [--size 227]
 //! cargo run --release --example bench -- infer  [--device flex] [--batch-size 64]
+//! cargo run --release --example bench -- conv   [--device flex] [--batch-size 32]
 //! cargo run --release --example bench -- loader --data DIR [--batch-size 32]
-//! cargo run --release --example bench -- epoch  --data DIR [--batch-size 32]
+//! cargo run --release --example bench -- epoch  --data DIR [--batch-size 32] [--loader-threads N]
 //! ```
 
 mod support;
@@ -22,9 +23,16 @@ use alexnet::{
     augment::{AugmentConfig, OpConfig, Pipeline, sample_rng},
     burn::{
         module::Module,
-        optim::{ModuleOptimizer, SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig},
+        optim::{
+            GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
+            momentum::MomentumConfig,
+        },
         prelude::*,
-        tensor::{Distribution, FloatDType},
+        tensor::{
+            Distribution, FloatDType,
+            module::{conv2d, conv2d_weight_backward},
+            ops::ConvOptions,
+        },
     },
     model::{AlexNet, AlexNetConfig},
     prep::{self, DemoConfig, PrepConfig, ProcessedDataset, Split},
@@ -34,7 +42,7 @@ use alexnet::{
             ImageBatcher, ImageDataset, channel_stats, for_each_batch, loader_pool, train_loader,
         },
         device::parse_devices,
-        trainer::batch_gradients,
+        trainer::{batch_gradients, nll_loss},
     },
 };
 use anyhow::{Context, Result, bail};
@@ -76,6 +84,9 @@ enum Command {
     Train(ModelArgs),
     /// An evaluation-mode forward pass of the post's model.
     Infer(ModelArgs),
+    /// The post's five convolutions alone: forward, and Burn's weight-gradient lowering
+    /// (`conv2d_weight_backward`); compare with docs/repro/conv_weight_grad.py.
+    Conv(ConvArgs),
     /// The whole input pipeline (read, decode, augment, batch) without the model.
     Loader(DataArgs),
     /// Input pipeline and training step together on a prepared folder.
@@ -105,6 +116,16 @@ struct ModelArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct ConvArgs {
+    /// Device.
+    #[arg(long, default_value = alexnet::train::device::DEFAULT_DEVICE)]
+    device: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+}
+
+#[derive(clap::Args, Debug)]
 struct DataArgs {
     /// A prepared folder (preprocess_caltech output).
     #[arg(long)]
@@ -124,6 +145,9 @@ struct DataArgs {
     /// Random-crop side.
     #[arg(long, default_value_t = 227)]
     crop: u32,
+    /// Decoding threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    loader_threads: usize,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -272,6 +296,7 @@ fn main() {
             Command::Augment { n } => bench_augment(n, args.reps),
             Command::Train(model) => alexnet_bench_model(model, true),
             Command::Infer(model) => alexnet_bench_model(model, false),
+            Command::Conv(conv) => bench_conv(conv, args.reps),
             Command::Loader(data) => bench_data(data, false),
             Command::Epoch(data) => bench_data(data, true),
         }
@@ -376,6 +401,13 @@ fn alexnet_bench_model(args: ModelArgs, train: bool) -> Result<()> {
             rates.push(batch as f64 / started.elapsed().as_secs_f64());
         }
     }
+    if train && devices.len() == 1 {
+        let [forward, backward, update] =
+            step_phases(model, &images, &targets, dtype, &mut optim, 5)?;
+        eprintln!(
+            "# step phases (median ms): forward {forward:.0}, backward {backward:.0}, optimizer update {update:.0}"
+        );
+    }
     eprintln!("# peak RSS {:.0} MiB", peak_rss_mib());
     let precision = format!("{:?}", args.precision).to_lowercase();
     let name = format!(
@@ -386,6 +418,97 @@ fn alexnet_bench_model(args: ModelArgs, train: bool) -> Result<()> {
     );
     report(&name, rates);
     Ok(())
+}
+
+/// Burn's weight gradient for each of the post's convolutions, next to the forward pass.
+/// `RESULT` is images/s through the five weight gradients together.
+fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
+    // (in, out, kernel, stride, padding, input side), as docs/repro/conv_weight_grad.py.
+    const LAYERS: [(usize, usize, usize, usize, usize, usize); 5] = [
+        (3, 96, 11, 4, 0, 227),
+        (96, 256, 5, 1, 2, 27),
+        (256, 384, 3, 1, 1, 13),
+        (384, 384, 3, 1, 1, 13),
+        (384, 256, 3, 1, 1, 13),
+    ];
+    let device = parse_devices(&args.device)?
+        .into_iter()
+        .next()
+        .context("--device names no device")?;
+    let n = args.batch_size;
+    let median_ms = |job: &dyn Fn() -> f32| {
+        job();
+        median(
+            (0..reps.max(1))
+                .map(|_| {
+                    let started = Instant::now();
+                    std::hint::black_box(job());
+                    started.elapsed().as_secs_f64() * 1e3
+                })
+                .collect(),
+        )
+    };
+    let mut total = 0.0;
+    for (cin, cout, k, stride, padding, side) in LAYERS {
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<4>::random([n, cin, side, side], normal, &device);
+        let weight = Tensor::<4>::random([cout, cin, k, k], normal, &device);
+        let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
+        let output = conv2d(x.clone(), weight.clone(), None, options.clone());
+        let output_grad = Tensor::<4>::random(output.dims(), normal, &device);
+        // Reading one value back waits for asynchronous backends.
+        let first = |t: Tensor<4>| t.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>();
+        let forward =
+            median_ms(&|| first(conv2d(x.clone(), weight.clone(), None, options.clone())));
+        let weight_grad = median_ms(&|| {
+            first(conv2d_weight_backward(
+                x.clone(),
+                weight.clone(),
+                output_grad.clone(),
+                options.clone(),
+            ))
+        });
+        total += weight_grad;
+        eprintln!(
+            "# conv {cin}->{cout} k{k} s{stride}: forward {forward:.0} ms, weight gradient {weight_grad:.0} ms"
+        );
+    }
+    eprintln!("# the five weight gradients: {total:.0} ms");
+    println!(
+        "RESULT conv-weight-grad-{}-b{n} {:.2}",
+        args.device,
+        n as f64 / (total / 1e3)
+    );
+    Ok(())
+}
+
+/// Where one device's training step spends its time: forward pass and loss (read back),
+/// backward pass, optimizer update; median milliseconds over `steps` steps.
+fn step_phases(
+    mut model: AlexNet,
+    images: &Tensor<4>,
+    targets: &Tensor<1, Int>,
+    dtype: FloatDType,
+    optim: &mut ModuleOptimizer,
+    steps: usize,
+) -> Result<[f64; 3]> {
+    let mut phases = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..steps {
+        let started = Instant::now();
+        let log_probs = model.forward_in(images.clone(), dtype)?;
+        let loss = nll_loss(log_probs, targets.clone());
+        let _ = loss.clone().into_scalar::<f32>();
+        let forward = Instant::now();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let backward = Instant::now();
+        model = optim.step(0.01, model, grads);
+        wait_for(&model);
+        let times = [started, forward, backward, Instant::now()];
+        for (phase, pair) in phases.iter_mut().zip(times.windows(2)) {
+            phase.push((pair[1] - pair[0]).as_secs_f64() * 1e3);
+        }
+    }
+    Ok(phases.map(median))
 }
 
 fn bench_data(args: DataArgs, train: bool) -> Result<()> {
@@ -416,9 +539,10 @@ fn bench_data(args: DataArgs, train: bool) -> Result<()> {
             dataset.items().len()
         );
     }
-    let pool = loader_pool(0)?;
+    let pool = loader_pool(args.loader_threads)?;
     main.seed(0);
-    let mut model = AlexNetConfig::seed(data.num_classes()).init(&main)?;
+    // Taken by each step (no second handle, so the optimizer updates in place).
+    let mut model = Some(AlexNetConfig::seed(data.num_classes()).init(&main)?);
     let mut optim = sgd();
     let dtype = float_dtype(args.precision);
     let warmup = 3;
@@ -441,8 +565,11 @@ fn bench_data(args: DataArgs, train: bool) -> Result<()> {
             }
             let n = batch.classes.len();
             if train {
+                let taken = model
+                    .take()
+                    .ok_or_else(|| alexnet::train::TrainError::Backend("no model".into()))?;
                 let grads = batch_gradients(
-                    &model,
+                    &taken,
                     &train_devices,
                     batch.images,
                     batch.targets,
@@ -450,8 +577,9 @@ fn bench_data(args: DataArgs, train: bool) -> Result<()> {
                     1.0,
                     false,
                 )?;
-                model = optim.step(0.01, model.clone(), grads.grads);
-                wait_for(&model);
+                let updated = optim.step(0.01, taken, grads.grads);
+                wait_for(&updated);
+                model = Some(updated);
             } else {
                 let _ = batch
                     .images
