@@ -72,6 +72,24 @@ fn training_runs_on_libtorch() {
 }
 
 /// Without the feature the device is refused with the feature to enable.
+#[cfg(feature = "tch")]
+#[test]
+fn a_cuda_device_libtorch_does_not_see_is_a_one_line_error() {
+    use alexnet::{
+        burn::{prelude::Device, tensor::DeviceType},
+        train::device::parse_devices,
+    };
+    // One past the last GPU libtorch sees (0 on a machine without one): an error, not a
+    // panic from inside libtorch at the first tensor.
+    let available = Device::enumerate(DeviceType::LibTorch).len();
+    let spec = format!("tch-cuda:{available}");
+    let error = parse_devices(&spec).unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("libtorch sees {available} CUDA device")) && !error.contains('\n'),
+        "{error}"
+    );
+}
+
 #[cfg(not(feature = "tch"))]
 #[test]
 fn libtorch_devices_name_the_missing_feature() {

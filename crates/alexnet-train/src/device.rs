@@ -53,8 +53,20 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     if let Some(n) = spec.strip_prefix("tch-cuda:") {
         let _n = index(spec, n)?;
         #[cfg(feature = "tch")]
-        #[allow(deprecated)]
-        return Ok(Device::libtorch_cuda(_n));
+        {
+            // libtorch panics on the first tensor if the GPU is missing: check up front.
+            let available = Device::enumerate(burn::tensor::DeviceType::LibTorch).len();
+            if _n >= available {
+                return Err(device_error(
+                    spec,
+                    format!(
+                        "libtorch sees {available} CUDA device(s) here (no NVIDIA GPU or driver, or a CPU-only libtorch)"
+                    ),
+                ));
+            }
+            #[allow(deprecated)]
+            return Ok(Device::libtorch_cuda(_n));
+        }
         #[cfg(not(feature = "tch"))]
         return Err(not_compiled(spec, "tch"));
     }
