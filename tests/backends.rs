@@ -71,7 +71,6 @@ fn training_runs_on_libtorch() {
     assert!(summary.history.iter().all(|m| m.train_loss.is_finite()));
 }
 
-/// Without the feature the device is refused with the feature to enable.
 #[cfg(feature = "tch")]
 #[test]
 fn a_cuda_device_libtorch_does_not_see_is_a_one_line_error() {
@@ -90,6 +89,7 @@ fn a_cuda_device_libtorch_does_not_see_is_a_one_line_error() {
     );
 }
 
+/// Without the feature the device is refused with the feature to enable.
 #[cfg(not(feature = "tch"))]
 #[test]
 fn libtorch_devices_name_the_missing_feature() {
