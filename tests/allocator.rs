@@ -9,9 +9,17 @@ fn freed_memory_is_kept() {
         return; // the environment's setting wins, by design
     }
     // SAFETY: reading an integer option.
-    let before = unsafe { libmimalloc_sys::mi_option_get(15) };
+    let before = unsafe { libmimalloc_sys::mi_option_get(support::PURGE_DELAY) };
     // If this fails, mimalloc's option enum or default changed: update support/mod.rs.
-    assert_eq!(before, 1000, "mi_option_purge_delay default");
+    assert_eq!(
+        before,
+        support::DEFAULT_PURGE_DELAY_MS,
+        "mi_option_purge_delay default"
+    );
     support::keep_freed_memory();
-    assert_eq!(unsafe { libmimalloc_sys::mi_option_get(15) }, -1);
+    // SAFETY: reading an integer option.
+    assert_eq!(
+        unsafe { libmimalloc_sys::mi_option_get(support::PURGE_DELAY) },
+        -1
+    );
 }

@@ -12,9 +12,9 @@ use libmimalloc_sys::{mi_option_get, mi_option_set, mi_option_t};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc's option enum (the same index in its v2 and v3).
-const PURGE_DELAY: mi_option_t = 15;
+pub const PURGE_DELAY: mi_option_t = 15;
 /// The bundled mimalloc v3's default purge delay, in milliseconds.
-const DEFAULT_PURGE_DELAY_MS: std::ffi::c_long = 1000;
+pub const DEFAULT_PURGE_DELAY_MS: std::ffi::c_long = 1000;
 
 /// Never returns freed memory to the operating system. mimalloc by default purges memory
 /// unused for a second, and a CPU training step takes seconds, so every step would
