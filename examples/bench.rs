@@ -466,7 +466,7 @@ fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
     let median_ms = |job: &dyn Fn() -> f32| {
         job();
         median(
-            (0..reps.max(1))
+            (0..reps)
                 .map(|_| {
                     let started = Instant::now();
                     std::hint::black_box(job());

@@ -819,11 +819,10 @@ impl Session {
             // The step takes the model by value: with no other handle on its parameters
             // the optimizer updates them in place instead of allocating new ones.
             let mut current = Some(model);
+            let lost = || backend("the model was lost by a failed step");
             let result = for_each_batch(&loader, train_config.prefetch, |index, batch| {
                 let classes = batch.classes.clone();
-                let taken = current
-                    .take()
-                    .ok_or_else(|| backend("the model was lost by a failed step"))?;
+                let taken = current.take().ok_or_else(lost)?;
                 let (updated, outcome) = engine.step(taken, batch, lr)?;
                 // Under f16 an overflowing step is skipped and retried with a smaller scale;
                 // anything else non-finite is divergence.
@@ -865,7 +864,7 @@ impl Session {
             });
             finish_progress(&bar);
             result?;
-            model = current.ok_or_else(|| backend("the model was lost by a failed step"))?;
+            model = current.ok_or_else(lost)?;
             let train_seconds = started.elapsed().as_secs_f64();
             let (val, _) = evaluate(&model, &val_set, eval_pipeline.clone(), &eval_options)?;
             let metrics = EpochMetrics {
