@@ -30,6 +30,8 @@ mod config;
 mod error;
 mod lrn;
 mod model;
+#[cfg(feature = "tch")]
+pub mod native;
 mod store;
 mod summary;
 

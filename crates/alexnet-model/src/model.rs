@@ -12,10 +12,20 @@ use burn::{
     tensor::{FloatDType, activation::log_softmax, ops::ConvOptions},
 };
 
+#[cfg(feature = "tch")]
+use crate::native::{batch_norm, conv2d};
 use crate::{
     config::{AlexNetConfig, Variant},
     error::{ModelError, Result},
 };
+#[cfg(not(feature = "tch"))]
+use burn::tensor::module::conv2d;
+
+/// Burn's BatchNorm; with the `tch` feature, [`crate::native::batch_norm`].
+#[cfg(not(feature = "tch"))]
+fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    norm.forward(x)
+}
 
 /// Side of the feature map the classifier expects (256 × 6 × 6 = 9216 inputs).
 const POOLED: usize = 6;
@@ -84,15 +94,20 @@ fn conv_in(conv: &Conv2d, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
         conv.dilation,
         conv.groups,
     );
-    let bias = conv.bias.as_ref().map(|bias| bias.val().cast(dtype));
-    burn::tensor::module::conv2d(x, conv.weight.val().cast(dtype), bias, options)
+    let (weight, bias) = if dtype == FloatDType::F32 {
+        (conv.weight.val(), conv.bias.as_ref().map(Param::val))
+    } else {
+        let bias = conv.bias.as_ref().map(|bias| bias.val().cast(dtype));
+        (conv.weight.val().cast(dtype), bias)
+    };
+    conv2d(x, weight, bias, options)
 }
 
 impl ConvBlock {
     fn forward_in(&self, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
         let mut x = self.activation.forward(conv_in(&self.conv, x, dtype));
         if let Some(norm) = &self.norm {
-            x = norm.forward(x.cast(FloatDType::F32)).cast(dtype);
+            x = batch_norm(norm, x.cast(FloatDType::F32)).cast(dtype);
         }
         if let Some(lrn) = &self.lrn {
             x = lrn.forward(x.cast(FloatDType::F32)).cast(dtype);
@@ -107,9 +122,11 @@ impl ConvBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self.activation.forward(self.conv.forward(x));
+        let mut x = self
+            .activation
+            .forward(conv_in(&self.conv, x, FloatDType::F32));
         if let Some(norm) = &self.norm {
-            x = norm.forward(x);
+            x = batch_norm(norm, x);
         }
         if let Some(lrn) = &self.lrn {
             x = lrn.forward(x);
@@ -355,12 +372,12 @@ impl AlexNet {
         }
         let mut x = self.activation.forward(self.fc1.forward_in(x, dtype));
         if let Some(norm) = &self.norm1 {
-            x = norm.forward(x.cast(FloatDType::F32)).cast(dtype);
+            x = batch_norm(norm, x.cast(FloatDType::F32)).cast(dtype);
         }
         let x = self.dropout1.forward(x);
         let mut x = self.activation.forward(self.fc2.forward_in(x, dtype));
         if let Some(norm) = &self.norm2 {
-            x = norm.forward(x.cast(FloatDType::F32)).cast(dtype);
+            x = batch_norm(norm, x.cast(FloatDType::F32)).cast(dtype);
         }
         Ok(log_softmax(
             self.fc3.forward_in(x, dtype).cast(FloatDType::F32),
@@ -381,12 +398,12 @@ impl AlexNet {
         }
         let mut x = self.activation.forward(self.fc1.forward(x));
         if let Some(norm) = &self.norm1 {
-            x = norm.forward(x);
+            x = batch_norm(norm, x);
         }
         let x = self.dropout1.forward(x);
         let mut x = self.activation.forward(self.fc2.forward(x));
         if let Some(norm) = &self.norm2 {
-            x = norm.forward(x);
+            x = batch_norm(norm, x);
         }
         log_softmax(self.fc3.forward(x), 1)
     }

@@ -31,6 +31,7 @@ pub mod logging;
 pub mod metrics;
 pub mod run;
 pub mod schedule;
+pub mod sgd;
 pub mod tensorboard;
 pub mod trainer;
 

@@ -19,10 +19,7 @@ use alexnet_model::{AlexNet, AlexNetConfig};
 use alexnet_prep::{ProcessedDataset, Split};
 use burn::{
     module::{Module, ModuleVisitor, Param},
-    optim::{
-        GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
-        momentum::MomentumConfig,
-    },
+    optim::{GradientsParams, ModuleOptimizer},
     prelude::*,
     store::ModuleRecord,
     tensor::{Bytes, DType, FloatDType},
@@ -40,6 +37,7 @@ use crate::{
     logging::{finish_progress, progress_bar},
     metrics::{Accumulator, EpochMetrics, average_crops},
     schedule::Schedule,
+    sgd::Sgd,
     tensorboard::TensorBoard,
 };
 
@@ -139,19 +137,12 @@ pub fn build_pipelines(
 
 fn sgd(config: &ExperimentConfig) -> ModuleOptimizer {
     let train = &config.train;
-    let mut sgd = SgdConfig::new();
-    if train.weight_decay > 0.0 {
-        sgd = sgd.with_weight_decay(Some(WeightDecayConfig::new(train.weight_decay as f32)));
-    }
-    if train.momentum > 0.0 {
-        sgd = sgd.with_momentum(Some(
-            MomentumConfig::new()
-                .with_momentum(train.momentum)
-                .with_dampening(train.dampening)
-                .with_nesterov(train.nesterov),
-        ));
-    }
-    sgd.init()
+    ModuleOptimizer::from(Sgd::new(
+        train.momentum,
+        train.dampening,
+        train.nesterov,
+        train.weight_decay,
+    ))
 }
 
 /// Negative log-likelihood of `targets` under `log_probs` (mean over the batch).
