@@ -23,10 +23,7 @@ use alexnet::{
     augment::{AugmentConfig, OpConfig, Pipeline, sample_rng},
     burn::{
         module::Module,
-        optim::{
-            GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
-            momentum::MomentumConfig,
-        },
+        optim::{GradientsParams, ModuleOptimizer},
         prelude::*,
         tensor::{
             Distribution, FloatDType,
@@ -42,6 +39,7 @@ use alexnet::{
             ImageBatcher, ImageDataset, channel_stats, for_each_batch, loader_pool, train_loader,
         },
         device::parse_devices,
+        sgd::Sgd,
         trainer::{batch_gradients, nll_loss},
     },
 };
@@ -113,6 +111,11 @@ struct ModelArgs {
     /// Timed steps.
     #[arg(long, default_value_t = 10, value_parser = at_least_one)]
     steps: usize,
+    /// On libtorch, differentiate convolutions and BatchNorm with Burn's autodiff and
+    /// update with Burn's tensor ops, instead of libtorch's own backward kernels and
+    /// in-place SGD (alexnet_model::native, alexnet_train::sgd): for comparison.
+    #[arg(long)]
+    no_native: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -355,16 +358,9 @@ fn float_dtype(precision: Precision) -> FloatDType {
     }
 }
 
+/// The trainer's optimizer with the post's settings.
 fn sgd() -> ModuleOptimizer {
-    SgdConfig::new()
-        .with_weight_decay(Some(WeightDecayConfig::new(5e-4)))
-        .with_momentum(Some(
-            MomentumConfig::new()
-                .with_momentum(0.9)
-                .with_dampening(0.0)
-                .with_nesterov(true),
-        ))
-        .init()
+    ModuleOptimizer::from(Sgd::new(0.9, 0.0, true, 5e-4))
 }
 
 /// Reading one weight back waits for the step's update to finish (asynchronous backends).
@@ -381,6 +377,8 @@ fn alexnet_bench_model(args: ModelArgs, train: bool) -> Result<()> {
     let devices = parse_devices(&args.device)?;
     let batch = args.batch_size.unwrap_or(if train { 32 } else { 64 });
     let dtype = float_dtype(args.precision);
+    #[cfg(feature = "tch")]
+    alexnet::model::native::set_enabled(!args.no_native);
     let main = if train {
         devices[0].clone().autodiff()
     } else {
@@ -438,10 +436,11 @@ fn alexnet_bench_model(args: ModelArgs, train: bool) -> Result<()> {
     eprintln!("# peak RSS {:.0} MiB", peak_rss_mib());
     let precision = format!("{:?}", args.precision).to_lowercase();
     let name = format!(
-        "{}-{}-b{batch}-{precision}-s{}",
+        "{}-{}-b{batch}-{precision}-s{}{}",
         if train { "train" } else { "infer" },
         args.device.replace(',', "+"),
-        args.size
+        args.size,
+        if args.no_native { "-no-native" } else { "" }
     );
     report(&name, rates);
     Ok(())

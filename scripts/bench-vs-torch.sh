@@ -3,7 +3,10 @@
 # reference (torch_reference.py from the project's shared bench folder), in the same
 # run on the same machine, and prints the RESULT lines side by side.
 #
-#   scripts/bench-vs-torch.sh /path/to/python-with-torch /path/to/torch_reference.py [features]
+#   scripts/bench-vs-torch.sh /path/to/python-with-torch /path/to/torch_reference.py [features] [device]
+#
+# For libtorch: features `tch`, device `tch-cpu`, with the build and run environment of
+# docs/benchmarks.md (LIBTORCH_USE_PYTORCH=1 and LD_LIBRARY_PATH=<site-packages>/torch/lib).
 #
 # The python environment: python3 -m venv /tmp/refenv &&
 #   /tmp/refenv/bin/pip install torch==2.9.0 albumentations pillow
@@ -12,6 +15,8 @@ cd "$(dirname "$0")/.."
 python=${1:?python with torch}
 reference=${2:?path to torch_reference.py}
 features=${3:-}
+device=${4:-}
+on_device=(${device:+--device "$device"})
 cargo build --release --example bench --example preprocess_caltech ${features:+--features "$features"}
 bench=target/release/examples/bench
 prepared=target/bench/prepared-256
@@ -25,13 +30,17 @@ run $bench augment
 run "$python" "$reference" augment
 # The machine's speed drifts between minutes: alternate ours and the reference.
 for round in 1 2; do
-  run $bench train --batch-size 32
+  run $bench train --batch-size 32 "${on_device[@]}"
   run "$python" "$reference" train --batch-size 32 --threads 2
+  case "$device" in
+    # libtorch with Burn's own autodiff and SGD, for the difference native kernels make.
+    tch*) run $bench train --batch-size 32 "${on_device[@]}" --no-native ;;
+  esac
 done
 run "$python" docs/repro/step_phases.py "$reference"
-run $bench conv
+run $bench conv "${on_device[@]}"
 run "$python" docs/repro/conv_weight_grad.py
-run $bench infer --batch-size 64
+run $bench infer --batch-size 64 "${on_device[@]}"
 run "$python" "$reference" infer --batch-size 64 --threads 2
 if [ ! -f "$prepared/train.csv" ]; then
   [ -d data/demo/raw ] || target/release/examples/preprocess_caltech --demo >/dev/null
@@ -39,6 +48,6 @@ if [ ! -f "$prepared/train.csv" ]; then
 fi
 run $bench loader --data "$prepared" --batch-size 32
 for round in 1 2; do
-  run $bench epoch --data "$prepared" --batch-size 32
+  run $bench epoch --data "$prepared" --batch-size 32 "${on_device[@]}"
   run "$python" "$reference" epoch "$prepared" --batch-size 32 --workers 2 --threads 2
 done
