@@ -303,13 +303,23 @@ fn libtorch_in_place_sgd_steps_as_on_flex() {
 #[cfg(feature = "tch")]
 #[test]
 fn training_runs_on_libtorch() {
+    use alexnet::train::config::Precision;
     let _serial = common::serial();
-    let run = tempfile::tempdir().unwrap();
-    let mut config = common::tiny_config(run.path());
-    config.train.device = "tch-cpu".into();
-    config.train.epochs = 2;
-    let summary = alexnet::train::trainer::train(&config, &mut |_| true).unwrap();
-    assert!(summary.history.iter().all(|m| m.train_loss.is_finite()));
+    // bf16 too: the native convolutions then record bf16 graphs in libtorch's autograd.
+    for precision in [Precision::F32, Precision::Bf16] {
+        let run = tempfile::tempdir().unwrap();
+        let mut config = common::tiny_config(run.path());
+        config.train.device = "tch-cpu".into();
+        config.train.precision = precision;
+        config.train.epochs = 2;
+        let summary = alexnet::train::trainer::train(&config, &mut |_| true).unwrap();
+        for metrics in &summary.history {
+            assert!(
+                metrics.train_loss.is_finite() && metrics.val_loss.is_finite(),
+                "{precision:?}: {metrics:?}"
+            );
+        }
+    }
 }
 
 #[cfg(feature = "tch")]
