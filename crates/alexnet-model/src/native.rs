@@ -103,8 +103,9 @@ fn libtorch_batch_norm(
     (output, (mean, inv_std))
 }
 
-/// A copy of `tensor` in its own memory, outside any autograd graph.
-fn fresh_copy(tensor: &tch::Tensor) -> tch::Tensor {
+/// A copy of `tensor` in its own memory, outside any autograd graph: for handing Burn a
+/// buffer it may update in place while libtorch keeps the original.
+pub fn fresh_copy(tensor: &tch::Tensor) -> tch::Tensor {
     tch::no_grad(|| {
         let mut copy = tensor.empty_like();
         copy.copy_(tensor);
@@ -284,8 +285,8 @@ impl<C: CheckpointStrategy> NativeBatchNorm for Autodiff<LibTorch, C> {
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
 /// Turns the native operations on or off for the whole process: off, [`conv2d`] and
-/// [`batch_norm`] are Burn's own on every device (for comparisons; `bench train
-/// --burn-autodiff`).
+/// [`batch_norm`] are Burn's own on every device, and `alexnet_train::sgd::Sgd` uses
+/// Burn's tensor ops (for comparisons; `bench train --no-native`).
 pub fn set_enabled(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);
 }

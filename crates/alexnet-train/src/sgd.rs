@@ -149,18 +149,12 @@ mod native {
     #![allow(deprecated)]
 
     use super::Sgd;
+    use alexnet_model::native::fresh_copy;
     use burn::{
         backend::tensor::FloatTensor,
         backend::{Backend, Dispatch, LibTorch, backend_extension, libtorch::TchTensor},
         prelude::*,
     };
-
-    /// A copy of `tensor` in its own memory.
-    fn fresh_copy(tensor: &tch::Tensor) -> tch::Tensor {
-        let mut copy = tensor.empty_like();
-        copy.copy_(tensor);
-        copy
-    }
 
     /// One SGD step with momentum on one parameter.
     #[backend_extension(LibTorch)]
