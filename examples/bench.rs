@@ -27,8 +27,8 @@ use alexnet::{
         prelude::*,
         tensor::{
             Distribution, FloatDType,
-            module::{conv2d, conv2d_weight_backward},
-            ops::ConvOptions,
+            module::{conv_transpose2d, conv2d, conv2d_weight_backward},
+            ops::{ConvOptions, ConvTransposeOptions},
         },
     },
     model::{AlexNet, AlexNetConfig},
@@ -82,8 +82,9 @@ enum Command {
     Train(ModelArgs),
     /// An evaluation-mode forward pass of the post's model.
     Infer(ModelArgs),
-    /// The post's five convolutions alone: forward, and Burn's weight-gradient lowering
-    /// (`conv2d_weight_backward`); compare with docs/repro/conv_weight_grad.py.
+    /// The post's five convolutions alone: forward, Burn's weight-gradient lowering
+    /// (`conv2d_weight_backward`) and, where the device has one, the native weight
+    /// gradient (alexnet_model::native); compare with docs/repro/conv_weight_grad.py.
     Conv(ConvArgs),
     /// The whole input pipeline (read, decode, augment, batch) without the model.
     Loader(DataArgs),
@@ -111,9 +112,10 @@ struct ModelArgs {
     /// Timed steps.
     #[arg(long, default_value_t = 10, value_parser = at_least_one)]
     steps: usize,
-    /// On libtorch, differentiate convolutions and BatchNorm with Burn's autodiff and
-    /// update with Burn's tensor ops, instead of libtorch's own backward kernels and
-    /// in-place SGD (alexnet_model::native, alexnet_train::sgd): for comparison.
+    /// Differentiate convolutions and BatchNorm with Burn's lowerings and update with
+    /// Burn's tensor ops, instead of the backend's own backward kernels (libtorch's, and
+    /// flex's weight gradient as im2col matrix products) and in-place SGD on libtorch
+    /// (alexnet_model::native, alexnet_train::sgd): for comparison.
     #[arg(long)]
     no_native: bool,
 }
@@ -377,7 +379,7 @@ fn alexnet_bench_model(args: ModelArgs, train: bool) -> Result<()> {
     let devices = parse_devices(&args.device)?;
     let batch = args.batch_size.unwrap_or(if train { 32 } else { 64 });
     let dtype = float_dtype(args.precision);
-    #[cfg(feature = "tch")]
+    #[cfg(any(feature = "flex", feature = "tch"))]
     alexnet::model::native::set_enabled(!args.no_native);
     let main = if train {
         devices[0].clone().autodiff()
@@ -446,8 +448,10 @@ fn alexnet_bench_model(args: ModelArgs, train: bool) -> Result<()> {
     Ok(())
 }
 
-/// Burn's weight gradient for each of the post's convolutions, next to the forward pass.
-/// `RESULT` is images/s through the five weight gradients together.
+/// Burn's weight gradient for each of the post's convolutions, next to the forward pass
+/// and, where the device has one, the native weight gradient (checked against Burn's).
+/// `RESULT` is images/s through the five weight gradients together: the native ones
+/// where the device has them, otherwise Burn's.
 fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
     // (in, out, kernel, stride, padding, input side), as docs/repro/conv_weight_grad.py.
     const LAYERS: [(usize, usize, usize, usize, usize, usize); 5] = [
@@ -474,7 +478,11 @@ fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
                 .collect(),
         )
     };
-    let mut total = 0.0;
+    #[cfg(any(feature = "flex", feature = "tch"))]
+    let native = alexnet::model::native::backend(&device).is_some();
+    #[cfg(not(any(feature = "flex", feature = "tch")))]
+    let native = false;
+    let (mut burn_total, mut native_total) = (0.0, 0.0);
     for (cin, cout, k, stride, padding, side) in LAYERS {
         let normal = Distribution::Normal(0.0, 1.0);
         let x = Tensor::<4>::random([n, cin, side, side], normal, &device);
@@ -486,25 +494,75 @@ fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
         let first = |t: Tensor<4>| t.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>();
         let forward =
             median_ms(&|| first(conv2d(x.clone(), weight.clone(), None, options.clone())));
-        let weight_grad = median_ms(&|| {
-            first(conv2d_weight_backward(
+        let burn_grad = || {
+            conv2d_weight_backward(
                 x.clone(),
                 weight.clone(),
                 output_grad.clone(),
                 options.clone(),
+            )
+        };
+        let burn_ms = median_ms(&|| first(burn_grad()));
+        burn_total += burn_ms;
+        // Burn's input gradient is this transposed convolution (the stride-1 layers
+        // need no output padding; the first layer's input gradient is never needed).
+        let input_ms = median_ms(&|| {
+            let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
+            first(conv_transpose2d(
+                output_grad.clone(),
+                weight.clone(),
+                None,
+                options,
             ))
         });
-        total += weight_grad;
-        eprintln!(
-            "# conv {cin}->{cout} k{k} s{stride}: forward {forward:.0} ms, weight gradient {weight_grad:.0} ms"
+        let mut line = format!(
+            "# conv {cin}->{cout} k{k} s{stride}: forward {forward:.0} ms, input gradient {input_ms:.0} ms, weight gradient {burn_ms:.0} ms"
+        );
+        #[cfg(any(feature = "flex", feature = "tch"))]
+        if native {
+            use alexnet::model::native;
+            let native_grad = || {
+                native::conv2d_weight_backward(
+                    x.clone(),
+                    weight.clone(),
+                    output_grad.clone(),
+                    options.clone(),
+                )
+            };
+            let native_ms = median_ms(&|| first(native_grad()));
+            native_total += native_ms;
+            // Largest difference, relative to the largest gradient element.
+            let expected = burn_grad();
+            let scale = expected.clone().abs().max().into_scalar::<f32>();
+            let error = (native_grad() - expected).abs().max().into_scalar::<f32>();
+            line += &format!(
+                ", native {native_ms:.0} ms (relative difference {:.1e})",
+                error / scale
+            );
+        }
+        eprintln!("{line}");
+    }
+    eprintln!("# the five weight gradients: Burn's {burn_total:.0} ms");
+    let rate = |total: f64| n as f64 / (total / 1e3);
+    if native {
+        eprintln!("# the five weight gradients: native {native_total:.0} ms");
+        println!(
+            "RESULT conv-weight-grad-{}-b{n} {:.2}",
+            args.device,
+            rate(burn_total)
+        );
+        println!(
+            "RESULT conv-weight-grad-native-{}-b{n} {:.2}",
+            args.device,
+            rate(native_total)
+        );
+    } else {
+        println!(
+            "RESULT conv-weight-grad-{}-b{n} {:.2}",
+            args.device,
+            rate(burn_total)
         );
     }
-    eprintln!("# the five weight gradients: {total:.0} ms");
-    println!(
-        "RESULT conv-weight-grad-{}-b{n} {:.2}",
-        args.device,
-        n as f64 / (total / 1e3)
-    );
     Ok(())
 }
 

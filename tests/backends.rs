@@ -4,13 +4,11 @@
 mod common;
 
 /// A tensor's values, row-major, on the host.
-#[cfg(feature = "tch")]
 fn host<const D: usize>(tensor: alexnet::burn::prelude::Tensor<D>) -> Vec<f32> {
     tensor.into_data().try_to_vec::<f32>().unwrap()
 }
 
 /// `a` and `b` agree to 1e-4, relative to `b` (absolute below 1).
-#[cfg(feature = "tch")]
 fn assert_close(a: Vec<f32>, b: Vec<f32>, what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: sizes differ");
     for (a, b) in a.iter().zip(&b) {
@@ -127,34 +125,40 @@ fn libtorch_cpu_computes_what_flex_computes_with_batch_norm() {
     );
 }
 
-/// The native convolution (libtorch's autograd) against Burn's own, both on libtorch:
-/// outputs and the gradients of input, weight and bias, over strides, padding and
-/// groups, with and without an input that needs its gradient.
-#[cfg(feature = "tch")]
-#[test]
-fn libtorch_native_convolution_matches_burns() {
+/// The native convolution against Burn's own, both on `device` (an autodiff device):
+/// outputs and the gradients of input, weight and bias, over strides, padding, dilation
+/// and groups, with and without an input that needs its gradient; and the weight
+/// gradient alone (`native::conv2d_weight_backward`).
+fn native_convolution_matches_burns(device: &str) {
     use alexnet::{
         burn::{
             backend::Dispatch,
             prelude::*,
-            tensor::{Distribution, module::conv2d, ops::ConvOptions},
+            tensor::{
+                Distribution,
+                module::{conv2d, conv2d_weight_backward},
+                ops::ConvOptions,
+            },
         },
-        model::native::NativeConv,
+        model::native::{self, NativeConv},
         train::device::parse_device,
     };
     let _serial = common::serial();
-    let device = parse_device("tch-cpu").unwrap().autodiff();
+    let device = parse_device(device).unwrap().autodiff();
     device.seed(5);
     let close = |a: Tensor<4>, b: Tensor<4>, what: &str| assert_close(host(a), host(b), what);
-    for (groups, stride, padding, input_grad) in
-        [(1, 4, 0, false), (2, 1, 2, true), (1, 1, 1, true)]
-    {
+    for (groups, stride, padding, dilation, input_grad) in [
+        (1, 4, 0, 1, false),
+        (2, 1, 2, 1, true),
+        (1, 1, 1, 1, true),
+        (2, 2, 3, 2, true),
+    ] {
         let random =
             |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let x = random([2, 4, 15, 15]);
         let w = random([6, 4 / groups, 3, 3]);
         let b = Tensor::<1>::random([6], Distribution::Normal(0.0, 1.0), &device);
-        let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], groups);
+        let options = ConvOptions::new([stride; 2], [padding; 2], [dilation; 2], groups);
         let run = |native: bool| {
             let x = if input_grad {
                 x.clone().require_grad()
@@ -183,7 +187,7 @@ fn libtorch_native_convolution_matches_burns() {
         };
         let (y_native, x_native, w_native, b_native) = run(true);
         let (y_burn, x_burn, w_burn, b_burn) = run(false);
-        close(y_native, y_burn, "output");
+        close(y_native.clone(), y_burn, "output");
         close(w_native, w_burn, "weight gradient");
         close(b_native.unsqueeze(), b_burn.unsqueeze(), "bias gradient");
         match (x_native, x_burn) {
@@ -195,28 +199,55 @@ fn libtorch_native_convolution_matches_burns() {
                 burn.is_some()
             ),
         }
+        // The weight gradient alone, for an output gradient that is a strided view.
+        let (x, w) = (x.inner(), w.inner());
+        let output_grad = y_native.swap_dims(2, 3).sin().swap_dims(2, 3);
+        close(
+            native::conv2d_weight_backward(
+                x.clone(),
+                w.clone(),
+                output_grad.clone(),
+                options.clone(),
+            ),
+            conv2d_weight_backward(x, w, output_grad, options.clone()),
+            "weight gradient alone",
+        );
     }
 }
 
-/// BatchNorm through libtorch's autograd against Burn's own, both on libtorch: output,
-/// the gradients of input, gamma and beta, and the running statistics, for convolution
-/// (`[N, C, H, W]`) and fully connected (`[N, C]`) activations.
+#[test]
+fn flex_native_convolution_matches_burns() {
+    native_convolution_matches_burns("flex");
+}
+
 #[cfg(feature = "tch")]
 #[test]
-fn libtorch_native_batch_norm_matches_burns() {
+fn libtorch_native_convolution_matches_burns() {
+    native_convolution_matches_burns("tch-cpu");
+}
+
+/// Native BatchNorm against Burn's own, both on `device` (an autodiff device): output,
+/// the gradients of input, gamma and beta, and the running statistics, for convolution
+/// (`[N, C, H, W]`, also as a strided view) and fully connected (`[N, C]`) activations.
+fn native_batch_norm_matches_burns(device: &str) {
     use alexnet::{
         burn::{nn::BatchNormConfig, prelude::*, tensor::Distribution},
         model::native,
         train::device::parse_device,
     };
     let _serial = common::serial();
-    let device = parse_device("tch-cpu").unwrap().autodiff();
+    let device = parse_device(device).unwrap().autodiff();
     device.seed(8);
-    fn check<const D: usize>(shape: [usize; D], device: &Device) {
+    fn check<const D: usize>(x: Tensor<D>, device: &Device) {
+        let shape = x.dims();
         let channels = shape[1];
-        let norm = BatchNormConfig::new(channels).init(device);
+        let mut norm = BatchNormConfig::new(channels).init(device);
+        // Non-trivial gamma and beta, so that their gradients and uses are checked.
+        let gamma = Tensor::<1>::random([channels], Distribution::Normal(1.0, 0.5), device);
+        let beta = Tensor::<1>::random([channels], Distribution::Normal(0.0, 0.5), device);
+        norm.gamma = norm.gamma.map(|_| gamma.require_grad());
+        norm.beta = norm.beta.map(|_| beta.require_grad());
         let burns = norm.clone();
-        let x = Tensor::<D>::random(shape, Distribution::Normal(1.0, 3.0), device);
         let weights = Tensor::<D>::random(shape, Distribution::Normal(0.0, 1.0), device);
         let run = |norm: &alexnet::burn::nn::BatchNorm, native: bool| {
             let x = x.clone().require_grad();
@@ -250,8 +281,25 @@ fn libtorch_native_batch_norm_matches_burns() {
             "running variance",
         );
     }
-    check([4, 6, 5, 5], &device);
-    check([8, 6], &device);
+    let random =
+        |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(1.0, 3.0), &device);
+    check(random([4, 6, 5, 5]), &device);
+    check(random([6, 4, 9, 9]).swap_dims(0, 1), &device);
+    check(
+        Tensor::<2>::random([8, 6], Distribution::Normal(1.0, 3.0), &device),
+        &device,
+    );
+}
+
+#[test]
+fn flex_native_batch_norm_matches_burns() {
+    native_batch_norm_matches_burns("flex");
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn libtorch_native_batch_norm_matches_burns() {
+    native_batch_norm_matches_burns("tch-cpu");
 }
 
 /// The SGD step libtorch runs in place (alexnet_train::sgd) against the same optimizer's

@@ -30,7 +30,7 @@ mod config;
 mod error;
 mod lrn;
 mod model;
-#[cfg(feature = "tch")]
+#[cfg(any(feature = "flex", feature = "tch"))]
 pub mod native;
 mod store;
 mod summary;

@@ -12,17 +12,17 @@ use burn::{
     tensor::{FloatDType, activation::log_softmax, ops::ConvOptions},
 };
 
-#[cfg(feature = "tch")]
+#[cfg(any(feature = "flex", feature = "tch"))]
 use crate::native::{batch_norm, conv2d};
 use crate::{
     config::{AlexNetConfig, Variant},
     error::{ModelError, Result},
 };
-#[cfg(not(feature = "tch"))]
+#[cfg(not(any(feature = "flex", feature = "tch")))]
 use burn::tensor::module::conv2d;
 
-/// Burn's BatchNorm; with the `tch` feature, [`crate::native::batch_norm`].
-#[cfg(not(feature = "tch"))]
+/// Burn's BatchNorm; with the `flex` or `tch` feature, [`crate::native::batch_norm`].
+#[cfg(not(any(feature = "flex", feature = "tch")))]
 fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     norm.forward(x)
 }

@@ -106,7 +106,9 @@ impl Optimizer for Sgd {
             return (tensor - step.mul_scalar(lr), Some(SgdState { velocity }));
         };
         #[cfg(feature = "tch")]
-        if alexnet_model::native::active_on(&tensor.device()) {
+        if alexnet_model::native::backend(&tensor.device())
+            == Some(alexnet_model::native::NativeBackend::LibTorch)
+        {
             let (tensor, velocity) = native::momentum_step(self, lr, tensor, grad, velocity);
             let velocity = Some(velocity);
             return (tensor, Some(SgdState { velocity }));

@@ -1,83 +1,25 @@
-//! Convolution and BatchNorm that libtorch differentiates itself (feature `tch`).
-//!
-//! Burn's autodiff differentiates these layers with backend-neutral lowerings. For a
-//! convolution's weight gradient that is a convolution of the input, batch and channel
-//! axes swapped, with the output gradient as a dilated kernel: on libtorch 2.2× as long
-//! as libtorch's own `convolution_backward` (oneDNN on the CPU, cuDNN on CUDA). BatchNorm
-//! is composed from reductions and element-wise passes with layout copies, where
-//! libtorch has one fused kernel each way (see docs/benchmarks.md). tch-rs binds neither
-//! backward kernel.
-//!
-//! So on a libtorch autodiff device these layers are recorded in libtorch's own autograd
-//! graph, through Burn backend extensions ([`NativeConv`], [`NativeBatchNorm`]): the
-//! forward pass runs on detached leaves that require gradients, and Burn's backward step
-//! asks libtorch's autograd engine for exactly the gradients Burn needs, which then come
-//! from libtorch's dedicated backward kernels. On every other device [`conv2d`] and
-//! [`batch_norm`] are Burn's own.
-//!
-//! ```no_run
-//! use alexnet_model::native;
-//! use burn::{nn::BatchNormConfig, prelude::*, tensor::ops::ConvOptions};
-//!
-//! let device = Device::libtorch().autodiff();
-//! let x = Tensor::<4>::zeros([2, 3, 32, 32], &device).require_grad();
-//! let weight = Tensor::<4>::zeros([8, 3, 3, 3], &device).require_grad();
-//! let bias = Tensor::<1>::zeros([8], &device);
-//! let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-//! let y = native::conv2d(x.clone(), weight, Some(bias), options);
-//! let norm = BatchNormConfig::new(8).init(&device);
-//! let grads = native::batch_norm(&norm, y).sum().backward();
-//! assert_eq!(x.grad(&grads).unwrap().dims(), [2, 3, 32, 32]);
-//! ```
+//! The native operations on libtorch: convolutions and BatchNorm recorded in libtorch's
+//! autograd graph, so that libtorch's own backward kernels differentiate them.
 
 // burn-tch is deprecated in favour of CubeCL, but it is the only backend with libtorch's
 // CPU kernels, which are the fastest on CPUs here (docs/benchmarks.md).
 #![allow(deprecated)]
 
+use super::{NativeBatchNorm, NativeConv};
 use burn::{
     backend::{
-        Autodiff, AutodiffBackend, Backend, DispatchDevice, LibTorch,
+        Autodiff, AutodiffBackend, LibTorch,
         autodiff::{
             checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
             grads::Gradients,
             ops::{Backward, Ops, OpsKind},
         },
-        backend_extension,
         libtorch::TchTensor,
         tensor::FloatTensor,
     },
-    nn::BatchNorm,
     prelude::*,
     tensor::ops::ConvOptions,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
-
-/// A 2-D convolution with a bias, differentiated by the backend's own backward kernel.
-#[backend_extension(LibTorch, Autodiff)]
-pub trait NativeConv: Backend {
-    /// `conv2d(x, weight) + bias`, as [`burn::tensor::module::conv2d`] with symmetric
-    /// padding (`options.padding_begin()` is used for both sides).
-    fn native_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self>;
-}
-
-/// Training-mode BatchNorm, differentiated by the backend's own backward kernel.
-#[backend_extension(LibTorch, Autodiff)]
-pub trait NativeBatchNorm: Backend {
-    /// Normalizes `x` (`[N, C, ...]`) with its batch statistics and applies `gamma` and
-    /// `beta`; returns the output, the batch mean and the biased batch variance per
-    /// channel, as [`burn::tensor::module::batch_norm_train`].
-    fn native_batch_norm_train(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-}
 
 fn libtorch_conv2d(inputs: &[tch::Tensor; 3], options: &ConvOptions<2>) -> tch::Tensor {
     let [x, weight, bias] = inputs;
@@ -127,6 +69,34 @@ impl NativeConv for LibTorch {
     ) -> TchTensor {
         let inputs = [x.tensor, weight.tensor, bias.tensor];
         TchTensor::new(tch::no_grad(|| libtorch_conv2d(&inputs, &options)))
+    }
+
+    fn native_conv2d_weight_backward(
+        x: TchTensor,
+        weight: TchTensor,
+        output_grad: TchTensor,
+        options: ConvOptions<2>,
+    ) -> TchTensor {
+        // libtorch's autograd on a leaf weight runs the backward kernel for it alone.
+        let weight = weight.tensor.detach().set_requires_grad(true);
+        let computed = tch::with_grad(|| {
+            let output = tch::Tensor::f_conv2d::<&tch::Tensor>(
+                &x.tensor,
+                &weight,
+                None,
+                options.stride.map(|i| i as i64),
+                options.padding_begin().map(|i| i as i64),
+                options.dilation.map(|i| i as i64),
+                options.groups as i64,
+            )?;
+            let root = output.f_mul(&output_grad.tensor)?;
+            tch::Tensor::f_run_backward(&[root], &[&weight], false, false)
+        });
+        match computed {
+            Ok(mut gradients) if gradients.len() == 1 => TchTensor::new(gradients.remove(0)),
+            Ok(_) => panic!("libtorch's backward pass returned no weight gradient"),
+            Err(error) => panic!("libtorch's backward pass failed: {error}"),
+        }
     }
 }
 
@@ -258,6 +228,20 @@ impl<C: CheckpointStrategy> NativeConv for Autodiff<LibTorch, C> {
         })
         .0
     }
+
+    fn native_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(LibTorch::native_conv2d_weight_backward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            output_grad.into_primitive(),
+            options,
+        ))
+    }
 }
 
 impl<C: CheckpointStrategy> NativeBatchNorm for Autodiff<LibTorch, C> {
@@ -279,80 +263,4 @@ impl<C: CheckpointStrategy> NativeBatchNorm for Autodiff<LibTorch, C> {
             Self::from_inner(variance(&inv_std, epsilon)),
         )
     }
-}
-
-/// Whether [`conv2d`] and [`batch_norm`] use the native operations (the default).
-static ENABLED: AtomicBool = AtomicBool::new(true);
-
-/// Turns the native operations on or off for the whole process: off, [`conv2d`] and
-/// [`batch_norm`] are Burn's own on every device, and `alexnet_train::sgd::Sgd` uses
-/// Burn's tensor ops (for comparisons; `bench train --no-native`).
-pub fn set_enabled(enabled: bool) {
-    ENABLED.store(enabled, Ordering::Relaxed);
-}
-
-/// Whether the native operations are on; see [`set_enabled`].
-pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
-
-/// Whether the native operations apply on `device`: it runs on libtorch (with or without
-/// autodiff) and they are on ([`set_enabled`]).
-pub fn active_on(device: &Device) -> bool {
-    enabled()
-        && matches!(
-            device.clone().inner().as_dispatch(),
-            DispatchDevice::LibTorch(_)
-        )
-}
-
-/// `conv2d(x, weight) + bias` as [`burn::tensor::module::conv2d`]; on libtorch, with a
-/// bias and symmetric padding, through [`NativeConv`].
-pub fn conv2d(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    bias: Option<Tensor<1>>,
-    options: ConvOptions<2>,
-) -> Tensor<4> {
-    let symmetric = options.padding.iter().all(|(begin, end)| begin == end);
-    match bias {
-        Some(bias) if symmetric && active_on(&x.device()) => {
-            Tensor::from_dispatch(<burn::backend::Dispatch as NativeConv>::native_conv2d(
-                x.into_dispatch(),
-                weight.into_dispatch(),
-                bias.into_dispatch(),
-                options,
-            ))
-        }
-        bias => burn::tensor::module::conv2d(x, weight, bias, options),
-    }
-}
-
-/// `norm.forward(x)`; in training on a libtorch autodiff device, through
-/// [`NativeBatchNorm`], updating the running statistics exactly as Burn's
-/// `BatchNorm::forward` does.
-pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    if !(device.is_autodiff() && norm.training.is_enabled() && active_on(&device)) {
-        return norm.forward(x);
-    }
-    let (output, mean, variance) =
-        <burn::backend::Dispatch as NativeBatchNorm>::native_batch_norm_train(
-            x.into_dispatch(),
-            norm.gamma.val().into_dispatch(),
-            norm.beta.val().into_dispatch(),
-            norm.epsilon,
-        );
-    let update = |running: Tensor<1>, batch: burn::backend::DispatchTensor| {
-        running
-            .to_device(&device)
-            .mul_scalar(1.0 - norm.momentum)
-            .add(Tensor::<1>::from_dispatch(batch).mul_scalar(norm.momentum))
-            .detach()
-    };
-    norm.running_mean
-        .update(update(norm.running_mean.value_sync(), mean));
-    norm.running_var
-        .update(update(norm.running_var.value_sync(), variance));
-    Tensor::from_dispatch(output)
 }
