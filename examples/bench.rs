@@ -515,12 +515,21 @@ fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
                 options,
             ))
         });
-        let mut line = format!(
-            "# conv {cin}->{cout} k{k} s{stride}: forward {forward:.0} ms, input gradient {input_ms:.0} ms, weight gradient {burn_ms:.0} ms"
+        eprintln!(
+            "# conv {cin}->{cout} k{k} s{stride}, Burn's: forward {forward:.0} ms, input gradient {input_ms:.0} ms, weight gradient {burn_ms:.0} ms"
         );
         #[cfg(any(feature = "flex", feature = "tch"))]
         if native {
             use alexnet::model::native;
+            let bias = Tensor::<1>::zeros([cout], &device);
+            let native_forward = median_ms(&|| {
+                first(native::conv2d(
+                    x.clone(),
+                    weight.clone(),
+                    Some(bias.clone()),
+                    options.clone(),
+                ))
+            });
             let native_grad = || {
                 native::conv2d_weight_backward(
                     x.clone(),
@@ -535,12 +544,11 @@ fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
             let expected = burn_grad();
             let scale = expected.clone().abs().max().into_scalar::<f32>();
             let error = (native_grad() - expected).abs().max().into_scalar::<f32>();
-            line += &format!(
-                ", native {native_ms:.0} ms (relative difference {:.1e})",
+            eprintln!(
+                "#   native: forward (with bias) {native_forward:.0} ms, weight gradient {native_ms:.0} ms (relative difference to Burn's {:.1e})",
                 error / scale
             );
         }
-        eprintln!("{line}");
     }
     eprintln!("# the five weight gradients: Burn's {burn_total:.0} ms");
     let rate = |total: f64| n as f64 / (total / 1e3);

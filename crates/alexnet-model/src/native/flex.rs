@@ -1,12 +1,15 @@
-//! The convolution's weight gradient on flex as one matrix product per image.
+//! Convolutions on flex as one matrix product per image, forward and for the weight
+//! gradient.
 //!
 //! Burn's lowering computes the weight gradient as a convolution of the input with its
 //! batch and channel axes swapped, the output gradient as a dilated kernel (55 × 55 for
 //! AlexNet's first layer): flex runs it through its forward convolution, whose im2col
-//! tiles are built for small kernels, at 1.6× the forward pass's time. Written out as
-//! PyTorch's CPU kernels do, it is `dW += dY_n · col(x_n)ᵀ` for each image `n`, where
-//! `col(x_n)` is the image's im2col matrix: the forward pass's arithmetic, in one
-//! matrix product per image.
+//! tiles are built for small kernels, at 1.6–1.8× the forward pass's time. Written out
+//! as PyTorch's CPU kernels do, it is `dW += dY_n · col(x_n)ᵀ` for each image `n`, where
+//! `col(x_n)` is the image's im2col matrix: the forward pass's arithmetic, in one matrix
+//! product per image. The forward pass is the same product the other way round,
+//! `Y_n = W · col(x_n)`, which lands directly in the NCHW output (flex's own converts
+//! the input to NHWC and the output back).
 
 use super::NativeConv;
 use burn::{
@@ -21,7 +24,7 @@ use burn::{
         ops::ModuleOps,
         tensor::FloatTensor,
     },
-    tensor::{DType, ops::ConvOptions},
+    tensor::{Bytes, DType, Shape, ops::ConvOptions},
 };
 use rayon::prelude::*;
 
@@ -32,7 +35,18 @@ impl NativeConv for Flex {
         bias: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        Flex::conv2d(x, weight, Some(bias), options)
+        let geometry = ConvGeometry::of(&x, &weight, &options)
+            .filter(|_| [x.dtype(), weight.dtype(), bias.dtype()] == [DType::F32; 3]);
+        let Some(geometry) = geometry.filter(|g| bias.shape().as_slice() == [g.channels_out])
+        else {
+            // Half precision and shapes this kernel does not cover: flex's own.
+            return Flex::conv2d(x, weight, Some(bias), options);
+        };
+        let [x, weight, bias] = [&x, &weight, &bias].map(FlexTensor::to_contiguous);
+        let output = geometry.forward(f32s(&x), f32s(&weight), f32s(&bias));
+        let [output_h, output_w] = geometry.output;
+        let shape = [geometry.batch, geometry.channels_out, output_h, output_w];
+        tensor(output, Shape::from(shape.to_vec()))
     }
 
     fn native_conv2d_weight_backward(
@@ -41,29 +55,119 @@ impl NativeConv for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        match ConvGeometry::of(&x, &weight, &output_grad, &options) {
-            Some(geometry) if x.dtype() == DType::F32 && output_grad.dtype() == DType::F32 => {
-                let x = x.to_contiguous();
-                let output_grad = output_grad.to_contiguous();
-                match (x.as_slice::<f32>(), output_grad.as_slice::<f32>()) {
-                    (Some(x), Some(output_grad)) => {
-                        let grad = geometry.weight_grad(x, output_grad);
-                        FlexTensor::new(
-                            burn::tensor::Bytes::from_elems(grad),
-                            Layout::contiguous(weight.shape()),
-                            DType::F32,
-                        )
-                    }
-                    _ => Flex::conv2d_weight_backward(x, weight, output_grad, options),
-                }
-            }
+        let geometry = ConvGeometry::of(&x, &weight, &options).filter(|g| {
+            let [output_h, output_w] = g.output;
+            output_grad.shape().as_slice() == [g.batch, g.channels_out, output_h, output_w]
+                && [x.dtype(), weight.dtype(), output_grad.dtype()] == [DType::F32; 3]
+        });
+        let Some(geometry) = geometry else {
             // Half precision and shapes this kernel does not cover: Burn's lowering.
-            _ => Flex::conv2d_weight_backward(x, weight, output_grad, options),
-        }
+            return Flex::conv2d_weight_backward(x, weight, output_grad, options);
+        };
+        let [x, output_grad] = [&x, &output_grad].map(FlexTensor::to_contiguous);
+        let grad = geometry.weight_grad(f32s(&x), f32s(&output_grad));
+        tensor(grad, weight.shape())
     }
 }
 
-/// The shapes of one convolution, as the weight-gradient kernel reads them.
+/// The values of a contiguous f32 tensor.
+fn f32s(tensor: &FlexTensor) -> &[f32] {
+    tensor
+        .as_slice::<f32>()
+        .expect("the caller checked the dtype and made the tensor contiguous")
+}
+
+/// A contiguous f32 tensor of `shape` holding `values`.
+fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}
+
+/// A row-major view of a matrix in a slice: element `(i, j)` is at
+/// `i · row_stride + j · column_stride`.
+#[derive(Debug, Clone, Copy)]
+struct Matrix<'a> {
+    data: &'a [f32],
+    rows: usize,
+    columns: usize,
+    row_stride: usize,
+    column_stride: usize,
+}
+
+impl<'a> Matrix<'a> {
+    /// A contiguous row-major `rows × columns` matrix.
+    fn row_major(data: &'a [f32], rows: usize, columns: usize) -> Self {
+        Self {
+            data,
+            rows,
+            columns,
+            row_stride: columns,
+            column_stride: 1,
+        }
+    }
+
+    /// The transposed view of the same values.
+    fn transposed(self) -> Self {
+        Self {
+            rows: self.columns,
+            columns: self.rows,
+            row_stride: self.column_stride,
+            column_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Whether every element the view addresses lies inside its slice.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.columns == 0
+            || (self.rows - 1) * self.row_stride + (self.columns - 1) * self.column_stride
+                < self.data.len()
+    }
+}
+
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`, `dst` row-major; on the
+/// calling thread, or on all of rayon's when `parallel`.
+fn gemm_into(dst: &mut [f32], accumulate: bool, lhs: Matrix, rhs: Matrix, parallel: bool) {
+    let (m, n, k) = (lhs.rows, rhs.columns, lhs.columns);
+    assert!(rhs.rows == k && dst.len() == m * n && lhs.in_bounds() && rhs.in_bounds());
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assertion above checks that `dst` holds exactly the m × n row-major
+    // result and that every element `lhs` (m × k) and `rhs` (k × n) address lies inside
+    // their slices; `dst` is borrowed mutably, so it overlaps neither.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.column_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.column_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// The shapes of one convolution, as the kernels here read them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConvGeometry {
     pub batch: usize,
@@ -81,38 +185,31 @@ pub(crate) struct ConvGeometry {
 impl ConvGeometry {
     /// The geometry of `conv2d(x, weight)` with `options` (symmetric padding), or `None`
     /// when the shapes do not fit together.
-    fn of(
-        x: &FlexTensor,
-        weight: &FlexTensor,
-        output_grad: &FlexTensor,
-        options: &ConvOptions<2>,
-    ) -> Option<Self> {
+    fn of(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<Self> {
         let dims = |tensor: &FlexTensor| -> Option<[usize; 4]> {
             tensor.layout().shape().as_slice().try_into().ok()
         };
         let [batch, channels_in, height, width] = dims(x)?;
         let [channels_out, group_in, kernel_h, kernel_w] = dims(weight)?;
-        let [grad_batch, grad_channels, output_h, output_w] = dims(output_grad)?;
         let symmetric = options.padding.iter().all(|(begin, end)| begin == end);
-        let geometry = Self {
+        let groups = options.groups;
+        let fits = symmetric
+            && groups > 0
+            && channels_in == group_in * groups
+            && channels_out % groups == 0;
+        let mut geometry = Self {
             batch,
             channels_in,
             input: [height, width],
             channels_out,
             kernel: [kernel_h, kernel_w],
-            output: [output_h, output_w],
+            output: [0, 0],
             stride: options.stride,
             padding: options.padding_begin(),
             dilation: options.dilation,
-            groups: options.groups,
+            groups,
         };
-        let fits = symmetric
-            && options.groups > 0
-            && grad_batch == batch
-            && grad_channels == channels_out
-            && channels_in == group_in * options.groups
-            && channels_out % options.groups == 0
-            && (0..2).all(|axis| geometry.output_side(axis) == Some(geometry.output[axis]));
+        geometry.output = [geometry.output_side(0)?, geometry.output_side(1)?];
         fits.then_some(geometry)
     }
 
@@ -141,27 +238,96 @@ impl ConvGeometry {
         self.output[0] * self.output[1]
     }
 
+    fn image_in(&self) -> usize {
+        self.channels_in * self.input[0] * self.input[1]
+    }
+
+    fn image_out(&self) -> usize {
+        self.channels_out * self.output_positions()
+    }
+
+    /// Images per rayon task: one contiguous range per thread. With fewer images than
+    /// threads, one task whose matrix products use all threads (`true`).
+    fn images_per_task(&self) -> (usize, bool) {
+        let threads = rayon::current_num_threads().max(1);
+        (self.batch.div_ceil(threads).max(1), self.batch < threads)
+    }
+
+    /// `conv2d(x, weight) + bias` of the contiguous input, weight and bias: per image
+    /// and group, `out = W · col(x)` (the output already `[C_out, H_out · W_out]`, NCHW)
+    /// on top of the bias.
+    pub(crate) fn forward(&self, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+        let (rows, positions) = (self.col_rows(), self.output_positions());
+        let (per_task, parallel_gemm) = self.images_per_task();
+        let mut output = vec![0.0f32; self.batch * self.image_out()];
+        let image_in = self.image_in();
+        let group_in_len = self.group_in() * self.input[0] * self.input[1];
+        let tasks = output.par_chunks_mut((per_task * self.image_out()).max(1));
+        tasks.enumerate().for_each(|(task, output)| {
+            let mut col = vec![0.0f32; rows * positions];
+            for (index, output) in output.chunks_mut(self.image_out()).enumerate() {
+                let image = task * per_task + index;
+                let x = &x[image * image_in..(image + 1) * image_in];
+                let groups = output.chunks_mut(self.group_out() * positions);
+                for (group, output) in groups.enumerate() {
+                    self.im2col(
+                        &x[group * group_in_len..(group + 1) * group_in_len],
+                        &mut col,
+                    );
+                    let channels = group * self.group_out()..(group + 1) * self.group_out();
+                    for (row, &b) in output.chunks_mut(positions).zip(&bias[channels.clone()]) {
+                        row.fill(b);
+                    }
+                    let weight = &weight[channels.start * rows..channels.end * rows];
+                    gemm_into(
+                        output,
+                        true,
+                        Matrix::row_major(weight, self.group_out(), rows),
+                        Matrix::row_major(&col, rows, positions),
+                        parallel_gemm,
+                    );
+                }
+            }
+        });
+        output
+    }
+
     /// The weight gradient `[channels_out, channels_in / groups, kh, kw]`, flattened, of
-    /// the contiguous input `x` and output gradient.
-    ///
-    /// The images are split in one contiguous range per rayon thread; each thread sums
-    /// its images' products into its own buffer, and the buffers are added at the end.
+    /// the contiguous input `x` and output gradient: per image and group,
+    /// `grad += dY · col(x)ᵀ`. Each rayon task sums its images into its own buffer, and
+    /// the buffers are added at the end.
     pub(crate) fn weight_grad(&self, x: &[f32], output_grad: &[f32]) -> Vec<f32> {
-        let size = self.channels_out * self.col_rows();
-        let threads = rayon::current_num_threads().clamp(1, self.batch.max(1));
-        let per_thread = self.batch.div_ceil(threads).max(1);
-        let image_in = self.channels_in * self.input[0] * self.input[1];
-        let image_out = self.channels_out * self.output_positions();
-        let partial_sums = (0..self.batch.div_ceil(per_thread))
+        let (rows, positions) = (self.col_rows(), self.output_positions());
+        let size = self.channels_out * rows;
+        let (per_task, parallel_gemm) = self.images_per_task();
+        let (image_in, image_out) = (self.image_in(), self.image_out());
+        let group_in_len = self.group_in() * self.input[0] * self.input[1];
+        let group_out_len = self.group_out() * positions;
+        let partial_sums = (0..self.batch.div_ceil(per_task))
             .into_par_iter()
-            .map(|chunk| {
+            .map(|task| {
                 let mut grad = vec![0.0f32; size];
-                let mut col = vec![0.0f32; self.col_rows() * self.output_positions()];
-                let images = chunk * per_thread..((chunk + 1) * per_thread).min(self.batch);
+                let mut col = vec![0.0f32; rows * positions];
+                let images = task * per_task..((task + 1) * per_task).min(self.batch);
                 for image in images {
                     let x = &x[image * image_in..(image + 1) * image_in];
                     let output_grad = &output_grad[image * image_out..(image + 1) * image_out];
-                    self.accumulate_image(x, output_grad, &mut col, &mut grad);
+                    let groups = grad.chunks_mut(self.group_out() * rows);
+                    for (group, grad) in groups.enumerate() {
+                        self.im2col(
+                            &x[group * group_in_len..(group + 1) * group_in_len],
+                            &mut col,
+                        );
+                        let output_grad =
+                            &output_grad[group * group_out_len..(group + 1) * group_out_len];
+                        gemm_into(
+                            grad,
+                            true,
+                            Matrix::row_major(output_grad, self.group_out(), positions),
+                            Matrix::row_major(&col, rows, positions).transposed(),
+                            parallel_gemm,
+                        );
+                    }
                 }
                 grad
             });
@@ -171,49 +337,6 @@ impl ConvGeometry {
                 total
             })
             .unwrap_or_else(|| vec![0.0; size])
-    }
-
-    /// `grad += dY · col(x)ᵀ` for one image, group by group.
-    fn accumulate_image(&self, x: &[f32], output_grad: &[f32], col: &mut [f32], grad: &mut [f32]) {
-        let rows = self.col_rows();
-        let positions = self.output_positions();
-        let group_in_len = self.group_in() * self.input[0] * self.input[1];
-        let group_out_len = self.group_out() * positions;
-        for group in 0..self.groups {
-            let x = &x[group * group_in_len..(group + 1) * group_in_len];
-            self.im2col(x, col);
-            let lhs = &output_grad[group * group_out_len..(group + 1) * group_out_len];
-            let dst =
-                &mut grad[group * self.group_out() * rows..(group + 1) * self.group_out() * rows];
-            assert!(lhs.len() == self.group_out() * positions && col.len() == rows * positions);
-            assert!(dst.len() == self.group_out() * rows);
-            // SAFETY: the three buffers were checked above to hold exactly the matrices the
-            // strides describe: dst is group_out × rows (row-major), lhs group_out × positions
-            // (row-major) and col rows × positions, read transposed (positions × rows).
-            unsafe {
-                gemm::gemm(
-                    self.group_out(),
-                    rows,
-                    positions,
-                    dst.as_mut_ptr(),
-                    1,
-                    rows as isize,
-                    true,
-                    lhs.as_ptr(),
-                    1,
-                    positions as isize,
-                    col.as_ptr(),
-                    positions as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        }
     }
 
     /// One group of one image's im2col matrix: row `(c, i, j)` holds, for every output
@@ -416,8 +539,51 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn weight_grad_matches_the_definition() {
+    /// The convolution by its definition, one multiply-add at a time.
+    fn reference_forward(g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+        let (gi, go) = (g.group_in(), g.group_out());
+        let mut out = vec![0.0; g.batch * g.image_out()];
+        for n in 0..g.batch {
+            for co in 0..g.channels_out {
+                for oh in 0..g.output[0] {
+                    for ow in 0..g.output[1] {
+                        let mut sum = f64::from(bias[co]);
+                        for c in 0..gi {
+                            let ci = co / go * gi + c;
+                            for i in 0..g.kernel[0] {
+                                for j in 0..g.kernel[1] {
+                                    let ih = (oh * g.stride[0] + i * g.dilation[0]) as isize
+                                        - g.padding[0] as isize;
+                                    let iw = (ow * g.stride[1] + j * g.dilation[1]) as isize
+                                        - g.padding[1] as isize;
+                                    if ih < 0
+                                        || iw < 0
+                                        || ih >= g.input[0] as isize
+                                        || iw >= g.input[1] as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv = x[((n * g.channels_in + ci) * g.input[0]
+                                        + ih as usize)
+                                        * g.input[1]
+                                        + iw as usize];
+                                    let wv = w[((co * gi + c) * g.kernel[0] + i) * g.kernel[1] + j];
+                                    sum += f64::from(xv) * f64::from(wv);
+                                }
+                            }
+                        }
+                        out[((n * g.channels_out + co) * g.output[0] + oh) * g.output[1] + ow] =
+                            sum as f32;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Geometries covering strides, padding, dilation, groups, 1 × 1 and non-square
+    /// kernels and inputs, and a batch of one (the single-task path).
+    fn geometries() -> Vec<ConvGeometry> {
         // (batch, in, out, input h/w, kernel h/w, stride, padding, dilation, groups)
         let cases = [
             (2, 3, 4, [11, 11], [3, 3], [1, 1], [1, 1], [1, 1], 1),
@@ -427,36 +593,69 @@ mod tests {
             (4, 2, 2, [5, 6], [1, 1], [2, 2], [0, 0], [1, 1], 1),
             (2, 1, 3, [4, 4], [3, 3], [3, 3], [3, 3], [1, 1], 1),
         ];
-        for (seed, (batch, cin, cout, input, kernel, stride, padding, dilation, groups)) in
-            cases.into_iter().enumerate()
-        {
-            let mut geometry = ConvGeometry {
-                batch,
-                channels_in: cin,
-                input,
-                channels_out: cout,
-                kernel,
-                output: [0, 0],
-                stride,
-                padding,
-                dilation,
-                groups,
-            };
-            geometry.output = [0, 1].map(|axis| geometry.output_side(axis).unwrap());
-            let x = values(batch * cin * input[0] * input[1], seed as u64);
-            let dy = values(
-                batch * cout * geometry.output_positions(),
-                seed as u64 + 100,
+        cases
+            .into_iter()
+            .map(
+                |(
+                    batch,
+                    channels_in,
+                    channels_out,
+                    input,
+                    kernel,
+                    stride,
+                    padding,
+                    dilation,
+                    groups,
+                )| {
+                    let mut geometry = ConvGeometry {
+                        batch,
+                        channels_in,
+                        input,
+                        channels_out,
+                        kernel,
+                        output: [0, 0],
+                        stride,
+                        padding,
+                        dilation,
+                        groups,
+                    };
+                    geometry.output = [0, 1].map(|axis| geometry.output_side(axis).unwrap());
+                    geometry
+                },
+            )
+            .collect()
+    }
+
+    fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
+        assert_eq!(actual.len(), expected.len(), "{what}: sizes");
+        for (index, (a, e)) in actual.iter().zip(expected).enumerate() {
+            assert!(
+                (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
+                "{what}, element {index}: {a} against {e}"
             );
-            let expected = reference_weight_grad(&geometry, &x, &dy);
-            let actual = geometry.weight_grad(&x, &dy);
-            assert_eq!(actual.len(), expected.len());
-            for (index, (a, e)) in actual.iter().zip(&expected).enumerate() {
-                assert!(
-                    (a - e).abs() <= 1e-4 * (1.0 + e.abs()),
-                    "case {seed}, element {index}: {a} against {e} ({geometry:?})"
-                );
-            }
+        }
+    }
+
+    #[test]
+    fn forward_matches_the_definition() {
+        for (seed, g) in geometries().into_iter().enumerate() {
+            let seed = seed as u64;
+            let x = values(g.batch * g.image_in(), seed);
+            let w = values(g.channels_out * g.col_rows(), seed + 10);
+            let bias = values(g.channels_out, seed + 20);
+            let expected = reference_forward(&g, &x, &w, &bias);
+            assert_close(&g.forward(&x, &w, &bias), &expected, &format!("{g:?}"));
+        }
+    }
+
+    #[test]
+    fn weight_grad_matches_the_definition() {
+        for (seed, g) in geometries().into_iter().enumerate() {
+            let seed = seed as u64;
+            let x = values(g.batch * g.image_in(), seed);
+            let dy = values(g.batch * g.image_out(), seed + 100);
+            let expected = reference_weight_grad(&g, &x, &dy);
+            assert_close(&g.weight_grad(&x, &dy), &expected, &format!("{g:?}"));
         }
     }
 }
