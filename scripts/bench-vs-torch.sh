@@ -33,8 +33,9 @@ for round in 1 2; do
   run $bench train --batch-size 32 "${on_device[@]}"
   run "$python" "$reference" train --batch-size 32 --threads 2
   case "$device" in
-    # libtorch with Burn's own autodiff and SGD, for the difference native kernels make.
-    tch*) run $bench train --batch-size 32 "${on_device[@]}" --no-native ;;
+    # flex or libtorch with Burn's own convolution and BatchNorm gradients (and SGD), for
+    # the difference the native kernels make.
+    "" | flex* | tch*) run $bench train --batch-size 32 "${on_device[@]}" --no-native ;;
   esac
 done
 run "$python" docs/repro/step_phases.py "$reference"

@@ -5,7 +5,7 @@
 //! convolution's weight gradient that is a convolution of the input, batch and channel
 //! axes swapped, with the output gradient as a dilated kernel: on libtorch 2.2× as long
 //! as libtorch's own `convolution_backward` (oneDNN on the CPU, cuDNN on CUDA), on flex
-//! 1.6× as long as the forward pass. BatchNorm is composed from reductions and
+//! 1.6–1.8× as long as the forward pass. BatchNorm is composed from reductions and
 //! element-wise passes with layout copies, where libtorch has one fused kernel each way
 //! (see docs/benchmarks.md). tch-rs binds neither backward kernel.
 //!
@@ -14,9 +14,9 @@
 //!   graph: the forward pass runs on detached leaves that require gradients, and Burn's
 //!   backward step asks libtorch's autograd engine for exactly the gradients Burn needs,
 //!   which then come from libtorch's dedicated backward kernels;
-//! - on flex the convolution's weight gradient is computed as PyTorch's CPU kernels do,
-//!   one im2col matrix product per image (the input and bias gradients are flex's own),
-//!   and BatchNorm reads its statistics straight from the `[N, C, ...]` layout and
+//! - on flex the convolution's forward pass and weight gradient are computed as
+//!   PyTorch's CPU kernels do, one im2col matrix product per image (the input and bias
+//!   gradients are flex's own), and BatchNorm reads its statistics straight from the `[N, C, ...]` layout and
 //!   applies them in one fused pass each way.
 //!
 //! On every other device, or after [`set_enabled`]`(false)`, [`conv2d`] and
@@ -98,8 +98,8 @@ pub trait NativeBatchNorm: Backend {
 pub enum NativeBackend {
     /// libtorch: convolutions and BatchNorm in libtorch's autograd, SGD in place.
     LibTorch,
-    /// flex: the convolution's weight gradient as one im2col matrix product per image,
-    /// BatchNorm in fused passes.
+    /// flex: the convolution's forward pass and weight gradient as one im2col matrix
+    /// product per image, BatchNorm in fused passes.
     Flex,
 }
 
