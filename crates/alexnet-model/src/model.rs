@@ -13,7 +13,7 @@ use burn::{
 };
 
 #[cfg(any(feature = "flex", feature = "tch"))]
-use crate::native::{batch_norm, conv2d};
+use crate::native::{batch_norm, conv2d, max_pool2d};
 use crate::{
     config::{AlexNetConfig, Variant},
     error::{ModelError, Result},
@@ -25,6 +25,12 @@ use burn::tensor::module::conv2d;
 #[cfg(not(any(feature = "flex", feature = "tch")))]
 fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     norm.forward(x)
+}
+
+/// Burn's max pool; with the `flex` or `tch` feature, [`crate::native::max_pool2d`].
+#[cfg(not(any(feature = "flex", feature = "tch")))]
+fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    pool.forward(x)
 }
 
 /// Side of the feature map the classifier expects (256 × 6 × 6 = 9216 inputs).
@@ -113,7 +119,7 @@ impl ConvBlock {
             x = lrn.forward(x.cast(FloatDType::F32)).cast(dtype);
         }
         if let Some(pool) = &self.pool {
-            x = pool.forward(x);
+            x = max_pool2d(pool, x);
         }
         if let Some(dropout) = &self.dropout {
             x = dropout.forward(x);
@@ -132,7 +138,7 @@ impl ConvBlock {
             x = lrn.forward(x);
         }
         if let Some(pool) = &self.pool {
-            x = pool.forward(x);
+            x = max_pool2d(pool, x);
         }
         if let Some(dropout) = &self.dropout {
             x = dropout.forward(x);

@@ -71,14 +71,14 @@ impl NativeConv for Flex {
 }
 
 /// The values of a contiguous f32 tensor.
-fn f32s(tensor: &FlexTensor) -> &[f32] {
+pub(super) fn f32s(tensor: &FlexTensor) -> &[f32] {
     tensor
         .as_slice::<f32>()
         .expect("the caller checked the dtype and made the tensor contiguous")
 }
 
 /// A contiguous f32 tensor of `shape` holding `values`.
-fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+pub(super) fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(values),
         Layout::contiguous(shape),

@@ -7,7 +7,10 @@
 //! from the `[N, C, ...]` layout, channel by channel, and the output and the input
 //! gradient are one fused pass each.
 
-use super::NativeBatchNorm;
+use super::{
+    NativeBatchNorm,
+    flex::{f32s, tensor},
+};
 use burn::{
     backend::{
         Autodiff, AutodiffBackend, Flex, TensorMetadata,
@@ -16,11 +19,11 @@ use burn::{
             grads::Gradients,
             ops::{Backward, Ops, OpsKind},
         },
-        flex::{FlexTensor, Layout},
+        flex::FlexTensor,
         ops::ModuleOps,
         tensor::FloatTensor,
     },
-    tensor::{Bytes, DType, Shape},
+    tensor::{DType, Shape},
 };
 use rayon::prelude::*;
 
@@ -147,14 +150,6 @@ fn statistics(planes: &Planes, x: &[f32], epsilon: f64) -> (Vec<f32>, Vec<f32>, 
     (to_f32(means), inv_std, to_f32(variances))
 }
 
-fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        Layout::contiguous(shape),
-        DType::F32,
-    )
-}
-
 /// What the backward pass reads: the input, `gamma`, and the batch statistics.
 #[derive(Debug, Clone)]
 struct NormState {
@@ -182,16 +177,8 @@ fn forward(
     let shape = x.shape();
     let planes = Planes::of(&shape).expect("supported() checked the shape");
     let [x, gamma, beta] = [x, gamma, beta].map(FlexTensor::to_contiguous);
-    let slice = |tensor: &FlexTensor| -> Vec<f32> {
-        tensor
-            .as_slice::<f32>()
-            .expect("supported() checked the dtype; to_contiguous() the layout")
-            .to_vec()
-    };
-    let (gamma_values, beta_values) = (slice(&gamma), slice(&beta));
-    let values = x
-        .as_slice::<f32>()
-        .expect("supported() checked the dtype; to_contiguous() the layout");
+    let (gamma_values, beta_values) = (f32s(&gamma).to_vec(), f32s(&beta));
+    let values = f32s(&x);
     let (mean, inv_std, variance) = statistics(&planes, values, epsilon);
     // y = x · (γ / σ) + (β − μ γ / σ)
     let coefficients: Vec<[f32; 3]> = (0..planes.channels)

@@ -9,18 +9,20 @@
 //! element-wise passes with layout copies, where libtorch has one fused kernel each way
 //! (see docs/benchmarks.md). tch-rs binds neither backward kernel.
 //!
-//! So through Burn backend extensions ([`NativeConv`], [`NativeBatchNorm`]):
+//! So through Burn backend extensions ([`NativeConv`], [`NativeBatchNorm`],
+//! [`NativeMaxPool`]):
 //! - on a libtorch autodiff device these layers are recorded in libtorch's own autograd
 //!   graph: the forward pass runs on detached leaves that require gradients, and Burn's
 //!   backward step asks libtorch's autograd engine for exactly the gradients Burn needs,
 //!   which then come from libtorch's dedicated backward kernels;
 //! - on flex the convolution's forward pass and weight gradient are computed as
 //!   PyTorch's CPU kernels do, one im2col matrix product per image (the input and bias
-//!   gradients are flex's own), and BatchNorm reads its statistics straight from the `[N, C, ...]` layout and
-//!   applies them in one fused pass each way.
+//!   gradients are flex's own), BatchNorm reads its statistics straight from the
+//!   `[N, C, ...]` layout and applies them in one fused pass each way, and max pooling
+//!   works out its windows' bounds once per call and keeps 32-bit indices.
 //!
-//! On every other device, or after [`set_enabled`]`(false)`, [`conv2d`] and
-//! [`batch_norm`] are Burn's own.
+//! On every other device, or after [`set_enabled`]`(false)`, [`conv2d`], [`batch_norm`]
+//! and [`max_pool2d`] are Burn's own.
 //!
 //! ```
 //! use alexnet_model::native;
@@ -41,6 +43,8 @@
 mod flex;
 #[cfg(feature = "flex")]
 mod flex_norm;
+#[cfg(feature = "flex")]
+mod flex_pool;
 #[cfg(feature = "tch")]
 mod libtorch;
 
@@ -49,7 +53,7 @@ pub use libtorch::fresh_copy;
 
 use burn::{
     backend::{Backend, DispatchDevice, backend_extension, tensor::FloatTensor},
-    nn::BatchNorm,
+    nn::{BatchNorm, PaddingConfig2d, pool::MaxPool2d},
     prelude::*,
     tensor::ops::ConvOptions,
 };
@@ -93,13 +97,27 @@ pub trait NativeBatchNorm: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
+/// Max pooling with its own backward step (flex only).
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+pub trait NativeMaxPool: Backend {
+    /// `max_pool2d(x)` with symmetric padding and floor rounding, as
+    /// [`burn::tensor::module::max_pool2d`].
+    fn native_max_pool2d(
+        x: FloatTensor<Self>,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> FloatTensor<Self>;
+}
+
 /// The backends with native operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NativeBackend {
     /// libtorch: convolutions and BatchNorm in libtorch's autograd, SGD in place.
     LibTorch,
     /// flex: the convolution's forward pass and weight gradient as one im2col matrix
-    /// product per image, BatchNorm in fused passes.
+    /// product per image, BatchNorm in fused passes, max pooling with 32-bit indices.
     Flex,
 }
 
@@ -213,4 +231,30 @@ pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     norm.running_var
         .update(update(norm.running_var.value_sync(), variance));
     Tensor::from_dispatch(output)
+}
+
+/// `pool.forward(x)`; on flex, with symmetric padding and floor rounding, through
+/// [`NativeMaxPool`].
+pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    // `Same` padding is Burn's (it may be asymmetric).
+    let padding = match pool.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        _ => None,
+    };
+    let native = backend(&x.device()) == Some(NativeBackend::Flex) && !pool.ceil_mode;
+    match padding {
+        Some(padding) if native => Tensor::from_dispatch(
+            <burn::backend::Dispatch as NativeMaxPool>::native_max_pool2d(
+                x.into_dispatch(),
+                pool.kernel_size,
+                pool.stride,
+                padding,
+                pool.dilation,
+            ),
+        ),
+        _ => pool.forward(x),
+    }
 }
