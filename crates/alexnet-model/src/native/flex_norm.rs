@@ -1,4 +1,4 @@
-//! Training-mode BatchNorm on flex in three passes forward and two backward.
+//! Training-mode BatchNorm on flex in three passes over the activation each way.
 //!
 //! Burn's default `batch_norm_train` and its backward are composed from tensor ops that
 //! move the channel axis first (a layout copy of the whole activation) before each
