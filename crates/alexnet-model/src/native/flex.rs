@@ -191,7 +191,7 @@ impl ConvGeometry {
         };
         let [batch, channels_in, height, width] = dims(x)?;
         let [channels_out, group_in, kernel_h, kernel_w] = dims(weight)?;
-        let symmetric = options.padding.iter().all(|(begin, end)| begin == end);
+        let symmetric = !options.is_asymmetric();
         let groups = options.groups;
         let fits = symmetric
             && groups > 0
@@ -480,50 +480,6 @@ impl<C: CheckpointStrategy> NativeConv for Autodiff<Flex, C> {
 mod tests {
     use super::*;
 
-    /// The weight gradient by its definition, one multiply-add at a time.
-    fn reference_weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
-        let (gi, go) = (g.group_in(), g.group_out());
-        let mut grad = vec![0.0; g.channels_out * g.col_rows()];
-        for n in 0..g.batch {
-            for co in 0..g.channels_out {
-                let group = co / go;
-                for c in 0..gi {
-                    let ci = group * gi + c;
-                    for i in 0..g.kernel[0] {
-                        for j in 0..g.kernel[1] {
-                            let mut sum = 0.0f64;
-                            for oh in 0..g.output[0] {
-                                for ow in 0..g.output[1] {
-                                    let ih = (oh * g.stride[0] + i * g.dilation[0]) as isize
-                                        - g.padding[0] as isize;
-                                    let iw = (ow * g.stride[1] + j * g.dilation[1]) as isize
-                                        - g.padding[1] as isize;
-                                    if ih < 0
-                                        || iw < 0
-                                        || ih >= g.input[0] as isize
-                                        || iw >= g.input[1] as isize
-                                    {
-                                        continue;
-                                    }
-                                    let xv = x[((n * g.channels_in + ci) * g.input[0]
-                                        + ih as usize)
-                                        * g.input[1]
-                                        + iw as usize];
-                                    let dv = dy[((n * g.channels_out + co) * g.output[0] + oh)
-                                        * g.output[1]
-                                        + ow];
-                                    sum += f64::from(xv) * f64::from(dv);
-                                }
-                            }
-                            grad[((co * gi + c) * g.kernel[0] + i) * g.kernel[1] + j] += sum as f32;
-                        }
-                    }
-                }
-            }
-        }
-        grad
-    }
-
     /// A deterministic pseudo-random sequence in [-1, 1).
     fn values(count: usize, seed: u64) -> Vec<f32> {
         let mut state = seed
@@ -539,46 +495,65 @@ mod tests {
             .collect()
     }
 
-    /// The convolution by its definition, one multiply-add at a time.
-    fn reference_forward(g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+    /// Every multiply-add of the convolution by its definition, as (input, weight,
+    /// output) indices into the flattened NCHW tensors; padding contributes none.
+    fn multiply_adds(g: &ConvGeometry) -> Vec<[usize; 3]> {
         let (gi, go) = (g.group_in(), g.group_out());
-        let mut out = vec![0.0; g.batch * g.image_out()];
+        let mut taps = Vec::new();
         for n in 0..g.batch {
             for co in 0..g.channels_out {
-                for oh in 0..g.output[0] {
-                    for ow in 0..g.output[1] {
-                        let mut sum = f64::from(bias[co]);
-                        for c in 0..gi {
-                            let ci = co / go * gi + c;
-                            for i in 0..g.kernel[0] {
-                                for j in 0..g.kernel[1] {
-                                    let ih = (oh * g.stride[0] + i * g.dilation[0]) as isize
-                                        - g.padding[0] as isize;
-                                    let iw = (ow * g.stride[1] + j * g.dilation[1]) as isize
-                                        - g.padding[1] as isize;
-                                    if ih < 0
-                                        || iw < 0
-                                        || ih >= g.input[0] as isize
-                                        || iw >= g.input[1] as isize
-                                    {
+                for c in 0..gi {
+                    let ci = co / go * gi + c;
+                    for i in 0..g.kernel[0] {
+                        for j in 0..g.kernel[1] {
+                            let w = ((co * gi + c) * g.kernel[0] + i) * g.kernel[1] + j;
+                            for oh in 0..g.output[0] {
+                                for ow in 0..g.output[1] {
+                                    let ih = (oh * g.stride[0] + i * g.dilation[0])
+                                        .checked_sub(g.padding[0])
+                                        .filter(|&ih| ih < g.input[0]);
+                                    let iw = (ow * g.stride[1] + j * g.dilation[1])
+                                        .checked_sub(g.padding[1])
+                                        .filter(|&iw| iw < g.input[1]);
+                                    let (Some(ih), Some(iw)) = (ih, iw) else {
                                         continue;
-                                    }
-                                    let xv = x[((n * g.channels_in + ci) * g.input[0]
-                                        + ih as usize)
+                                    };
+                                    let x = ((n * g.channels_in + ci) * g.input[0] + ih)
                                         * g.input[1]
-                                        + iw as usize];
-                                    let wv = w[((co * gi + c) * g.kernel[0] + i) * g.kernel[1] + j];
-                                    sum += f64::from(xv) * f64::from(wv);
+                                        + iw;
+                                    let y = ((n * g.channels_out + co) * g.output[0] + oh)
+                                        * g.output[1]
+                                        + ow;
+                                    taps.push([x, w, y]);
                                 }
                             }
                         }
-                        out[((n * g.channels_out + co) * g.output[0] + oh) * g.output[1] + ow] =
-                            sum as f32;
                     }
                 }
             }
         }
-        out
+        taps
+    }
+
+    /// The convolution by its definition: `y[o] = bias + Σ x[i] · w[k]`, in f64.
+    fn reference_forward(g: &ConvGeometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+        let positions = g.output_positions();
+        let mut out: Vec<f64> = (0..g.batch * g.image_out())
+            .map(|o| f64::from(bias[o / positions % g.channels_out]))
+            .collect();
+        for [xi, wi, yi] in multiply_adds(g) {
+            out[yi] += f64::from(x[xi]) * f64::from(w[wi]);
+        }
+        out.into_iter().map(|v| v as f32).collect()
+    }
+
+    /// The weight gradient by its definition: `dw[k] = Σ x[i] · dy[o]`, in f64.
+    fn reference_weight_grad(g: &ConvGeometry, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        let mut grad = vec![0.0f64; g.channels_out * g.col_rows()];
+        for [xi, wi, yi] in multiply_adds(g) {
+            grad[wi] += f64::from(x[xi]) * f64::from(dy[yi]);
+        }
+        grad.into_iter().map(|v| v as f32).collect()
     }
 
     /// Geometries covering strides, padding, dilation, groups, 1 × 1 and non-square

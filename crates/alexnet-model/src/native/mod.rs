@@ -160,7 +160,7 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let symmetric = options.padding.iter().all(|(begin, end)| begin == end);
+    let symmetric = !options.is_asymmetric();
     match bias {
         Some(bias) if symmetric && backend(&x.device()).is_some() => {
             Tensor::from_dispatch(<burn::backend::Dispatch as NativeConv>::native_conv2d(
@@ -183,7 +183,7 @@ pub fn conv2d_weight_backward(
     output_grad: Tensor<4>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let symmetric = options.padding.iter().all(|(begin, end)| begin == end);
+    let symmetric = !options.is_asymmetric();
     if symmetric && backend(&x.device()).is_some() {
         Tensor::from_dispatch(
             <burn::backend::Dispatch as NativeConv>::native_conv2d_weight_backward(
