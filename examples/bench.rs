@@ -552,23 +552,17 @@ fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
     }
     eprintln!("# the five weight gradients: Burn's {burn_total:.0} ms");
     let rate = |total: f64| n as f64 / (total / 1e3);
+    println!(
+        "RESULT conv-weight-grad-{}-b{n} {:.2}",
+        args.device,
+        rate(burn_total)
+    );
     if native {
         eprintln!("# the five weight gradients: native {native_total:.0} ms");
-        println!(
-            "RESULT conv-weight-grad-{}-b{n} {:.2}",
-            args.device,
-            rate(burn_total)
-        );
         println!(
             "RESULT conv-weight-grad-native-{}-b{n} {:.2}",
             args.device,
             rate(native_total)
-        );
-    } else {
-        println!(
-            "RESULT conv-weight-grad-{}-b{n} {:.2}",
-            args.device,
-            rate(burn_total)
         );
     }
     Ok(())
