@@ -94,29 +94,26 @@ impl Optimizer for Sgd {
             let grad = self.decayed(grad, &tensor);
             return (tensor - grad.mul_scalar(lr), None);
         }
-        let Some(velocity) = velocity else {
-            // The first step: the velocity starts as the (decayed) gradient, undampened.
-            let grad = self.decayed(grad, &tensor);
-            let step = if self.nesterov {
-                grad.clone().add(grad.clone().mul_scalar(self.momentum))
-            } else {
-                grad.clone()
-            };
-            let velocity = Some(grad);
-            return (tensor - step.mul_scalar(lr), Some(SgdState { velocity }));
-        };
         #[cfg(feature = "tch")]
-        if alexnet_model::native::backend(&tensor.device())
-            == Some(alexnet_model::native::NativeBackend::LibTorch)
-        {
-            let (tensor, velocity) = native::momentum_step(self, lr, tensor, grad, velocity);
-            let velocity = Some(velocity);
-            return (tensor, Some(SgdState { velocity }));
-        }
+        let velocity = match velocity {
+            Some(velocity)
+                if alexnet_model::native::backend(&tensor.device())
+                    == Some(alexnet_model::native::NativeBackend::LibTorch) =>
+            {
+                let (tensor, velocity) = native::momentum_step(self, lr, tensor, grad, velocity);
+                let velocity = Some(velocity);
+                return (tensor, Some(SgdState { velocity }));
+            }
+            velocity => velocity,
+        };
         let grad = self.decayed(grad, &tensor);
-        let velocity = velocity
-            .mul_scalar(self.momentum)
-            .add(grad.clone().mul_scalar(1.0 - self.dampening));
+        let velocity = match velocity {
+            // The first step: the velocity starts as the (decayed) gradient, undampened.
+            None => grad.clone(),
+            Some(velocity) => velocity
+                .mul_scalar(self.momentum)
+                .add(grad.clone().mul_scalar(1.0 - self.dampening)),
+        };
         let step = if self.nesterov {
             grad.add(velocity.clone().mul_scalar(self.momentum))
         } else {
