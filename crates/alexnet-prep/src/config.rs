@@ -91,7 +91,14 @@ pub struct PrepConfig {
     pub alpha_background: [u8; 3],
     /// Images with more pixels than this are skipped (decompression-bomb guard).
     pub max_pixels: u64,
+    /// Files larger than this are skipped as `too-large` before they are read. With
+    /// `--jobs N`, at most N files are in memory at once, each with its decoded pixels
+    /// (see docs/design.md for the bound).
+    pub max_file_bytes: u64,
 }
+
+/// The default `prep.max_file_bytes`: 128 MiB, several times a 100-megapixel JPEG.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 128 << 20;
 
 impl Default for PrepConfig {
     fn default() -> Self {
@@ -109,6 +116,7 @@ impl Default for PrepConfig {
             jpeg_quality: 95,
             alpha_background: [255, 255, 255],
             max_pixels: 178_956_970,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 }
@@ -139,6 +147,9 @@ impl PrepConfig {
         }
         if self.max_pixels == 0 {
             return invalid("prep.max_pixels", "must be positive");
+        }
+        if self.max_file_bytes == 0 {
+            return invalid("prep.max_file_bytes", "must be positive");
         }
         Ok(())
     }

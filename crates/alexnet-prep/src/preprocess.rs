@@ -168,7 +168,7 @@ impl<'a> Preprocessor<'a> {
         let output = config.output_dir()?;
         let input = check_input(input)?;
         check_output(&input, output, self.overwrite)?;
-        let scan = scan(&input, config.nested)?;
+        let scan = scan(&input, config.nested, config.max_file_bytes)?;
         if scan.classes.is_empty() {
             return Err(PrepError::NoClasses(input));
         }
@@ -488,9 +488,24 @@ fn plan_jobs(classes: &[crate::scan::ClassFolder], config: &PrepConfig) -> Vec<J
 }
 
 /// Per-thread state: the resizer and the encode buffer, reused across images.
+/// The file's bytes, or `Err(size)` when it holds more than `limit` bytes (then only
+/// `limit + 1` of them were read).
+fn read_at_most(path: &Path, limit: u64) -> std::io::Result<std::result::Result<Vec<u8>, u64>> {
+    use std::io::Read;
+    let file = fs::File::open(path)?;
+    let size = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(size.min(limit) as usize);
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Ok(Err(size.max(bytes.len() as u64)));
+    }
+    Ok(Ok(bytes))
+}
+
 struct Worker {
     resizer: SquareResizer,
     quality: u8,
+    max_file_bytes: u64,
     encoded: Vec<u8>,
 }
 
@@ -499,6 +514,7 @@ impl Worker {
         Self {
             resizer: SquareResizer::new(config.size, config.center_crop, config.filter),
             quality: config.jpeg_quality,
+            max_file_bytes: config.max_file_bytes,
             encoded: Vec::new(),
         }
     }
@@ -511,8 +527,16 @@ impl Worker {
         options: &DecodeOptions,
     ) -> Result<Outcome> {
         let source = input.join(&job.source);
-        let bytes = match fs::read(&source) {
-            Ok(bytes) => bytes,
+        // Read at most one byte past the limit: a file that grew since the scan is
+        // still never read whole.
+        let bytes = match read_at_most(&source, self.max_file_bytes) {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(bytes)) => {
+                return Ok(Outcome::Skipped(SkipReason::TooLarge {
+                    bytes,
+                    limit: self.max_file_bytes,
+                }));
+            }
             Err(error) => return Ok(Outcome::Skipped(SkipReason::Unreadable(error.to_string()))),
         };
         let decoded = match decode_rgb8(&bytes, options) {

@@ -15,6 +15,18 @@ pub enum SkipReason {
     NestedFolder,
     /// The file could not be read.
     Unreadable(String),
+    /// The file is larger than `prep.max_file_bytes`; it was not read.
+    TooLarge {
+        /// Its size.
+        bytes: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Not a regular file (a FIFO, socket or device); it was not opened.
+    NotAFile(String),
+    /// A folder (through a symbolic link) that is one of its own ancestors, named
+    /// relative to the input (`.` for the input itself); not entered.
+    FolderLoop(String),
 }
 
 impl std::fmt::Display for SkipReason {
@@ -23,6 +35,15 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Decode(error) => write!(f, "{error}"),
             SkipReason::NestedFolder => write!(f, "in a nested folder (prep.nested = \"skip\")"),
             SkipReason::Unreadable(error) => write!(f, "unreadable: {error}"),
+            SkipReason::TooLarge { bytes, limit } => write!(
+                f,
+                "too large: {bytes} bytes exceed prep.max_file_bytes = {limit}; not read"
+            ),
+            SkipReason::NotAFile(kind) => write!(f, "not a regular file ({kind}); not opened"),
+            SkipReason::FolderLoop(target) => write!(
+                f,
+                "folder loop: links back to {target}, a folder it is inside; not entered"
+            ),
         }
     }
 }

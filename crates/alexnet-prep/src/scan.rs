@@ -37,18 +37,64 @@ pub(crate) struct Scan {
     pub ignored_top_level: Vec<String>,
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<(OsString, fs::FileType)>> {
+/// What a folder entry is, links followed.
+#[derive(Debug, Clone, Copy)]
+enum EntryKind {
+    Dir {
+        /// (device, inode): what loop detection compares.
+        id: (u64, u64),
+    },
+    File {
+        bytes: u64,
+    },
+    /// A FIFO, socket or device: never opened (a FIFO would block the sniff forever).
+    Special(&'static str),
+    /// A link whose target cannot be read: reported as unreadable when sniffed.
+    Dangling,
+}
+
+#[cfg(unix)]
+fn dir_id(meta: &fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn dir_id(_meta: &fs::Metadata) -> (u64, u64) {
+    // No inode numbers: no loop detection (links to folders are rare there).
+    (0, 0)
+}
+
+fn special_kind(file_type: fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+        if file_type.is_block_device() || file_type.is_char_device() {
+            return "a device";
+        }
+    }
+    let _ = file_type;
+    "not a file or folder"
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<(OsString, EntryKind)>> {
     let mut entries = Vec::new();
     for entry in fs::read_dir(dir).at(dir)? {
         let entry = entry.at(dir)?;
-        let mut file_type = entry.file_type().at(entry.path())?;
-        if file_type.is_symlink() {
-            // Follow links to files and folders; a dangling link is read (and reported) as a file.
-            if let Ok(meta) = fs::metadata(entry.path()) {
-                file_type = meta.file_type();
-            }
-        }
-        entries.push((entry.file_name(), file_type));
+        // Links to files and folders are followed.
+        let kind = match fs::metadata(entry.path()) {
+            Ok(meta) if meta.is_dir() => EntryKind::Dir { id: dir_id(&meta) },
+            Ok(meta) if meta.is_file() => EntryKind::File { bytes: meta.len() },
+            Ok(meta) => EntryKind::Special(special_kind(meta.file_type())),
+            Err(_) => EntryKind::Dangling,
+        };
+        entries.push((entry.file_name(), kind));
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(entries)
@@ -83,12 +129,20 @@ fn display(path: &Path) -> String {
 }
 
 /// Lists `input`: every top-level folder (not starting with `.`) is a class; files
-/// below it are candidates, nested ones according to `nested`.
-pub(crate) fn scan(input: &Path, nested: NestedDirs) -> Result<Scan> {
+/// below it are candidates, nested ones according to `nested`. Files above
+/// `max_file_bytes` and anything that is not a regular file are skipped with a reason
+/// without being opened; a folder that links back to one of its ancestors is reported
+/// and not entered.
+pub(crate) fn scan(input: &Path, nested: NestedDirs, max_file_bytes: u64) -> Result<Scan> {
     let mut scan = Scan::default();
-    for (name, file_type) in sorted_entries(input)? {
+    let root = (dir_id(&fs::metadata(input).at(input)?), PathBuf::from("."));
+    for (name, kind) in sorted_entries(input)? {
         let name_str = name.to_string_lossy().into_owned();
-        if !file_type.is_dir() || name_str.starts_with('.') {
+        let EntryKind::Dir { id } = kind else {
+            scan.ignored_top_level.push(name_str);
+            continue;
+        };
+        if name_str.starts_with('.') {
             scan.ignored_top_level.push(name_str);
             continue;
         }
@@ -98,15 +152,34 @@ pub(crate) fn scan(input: &Path, nested: NestedDirs) -> Result<Scan> {
             nested: 0,
         };
         // Depth-first, sorted at every level, so the order is the same on every machine.
-        let mut stack = vec![(PathBuf::from(&name), 0usize)];
-        while let Some((dir, depth)) = stack.pop() {
+        // Each folder carries the identities of its ancestors, for loop detection.
+        let class_dir = PathBuf::from(&name);
+        let mut stack = vec![(class_dir.clone(), vec![root.clone(), (id, class_dir)])];
+        while let Some((dir, ancestors)) = stack.pop() {
+            let depth = ancestors.len() - 2;
             let entries = sorted_entries(&input.join(&dir))?;
-            for (entry, file_type) in entries.into_iter().rev() {
+            for (entry, kind) in entries.into_iter().rev() {
                 let rel = dir.join(&entry);
-                if file_type.is_dir() {
-                    stack.push((rel, depth + 1));
-                    continue;
-                }
+                let bytes = match kind {
+                    EntryKind::Dir { id } => {
+                        let looped = ancestors
+                            .iter()
+                            .find(|(ancestor, _)| id != (0, 0) && *ancestor == id);
+                        if let Some((_, target)) = looped {
+                            scan.skipped.push(SkippedFile {
+                                path: display(&rel),
+                                reason: SkipReason::FolderLoop(display(target)),
+                            });
+                        } else {
+                            let mut inner = ancestors.clone();
+                            inner.push((id, rel.clone()));
+                            stack.push((rel, inner));
+                        }
+                        continue;
+                    }
+                    EntryKind::File { bytes } => Some(bytes),
+                    EntryKind::Special(_) | EntryKind::Dangling => None,
+                };
                 scan.files += 1;
                 if depth > 0 && nested == NestedDirs::Skip {
                     scan.nested_skipped += 1;
@@ -116,7 +189,15 @@ pub(crate) fn scan(input: &Path, nested: NestedDirs) -> Result<Scan> {
                     });
                     continue;
                 }
-                if let Some(reason) = sniff(&input.join(&rel)) {
+                let reason = match (kind, bytes) {
+                    (EntryKind::Special(what), _) => Some(SkipReason::NotAFile(what.into())),
+                    (_, Some(bytes)) if bytes > max_file_bytes => Some(SkipReason::TooLarge {
+                        bytes,
+                        limit: max_file_bytes,
+                    }),
+                    _ => sniff(&input.join(&rel)),
+                };
+                if let Some(reason) = reason {
                     scan.skipped.push(SkippedFile {
                         path: display(&rel),
                         reason,

@@ -176,10 +176,17 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.is_dir() {
+            // Links and special files are recorded, never followed or opened.
+            let kind = fs::symlink_metadata(&path).unwrap().file_type();
+            if kind.is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                files.insert(path, target.to_string_lossy().as_bytes().to_vec());
+            } else if kind.is_dir() {
                 stack.push(path);
-            } else {
+            } else if kind.is_file() {
                 files.insert(path.clone(), fs::read(&path).unwrap());
+            } else {
+                files.insert(path, b"<special>".to_vec());
             }
         }
     }
@@ -618,4 +625,69 @@ fn demo_dataset_is_deterministic_and_preprocesses() {
     assert_eq!(report.counts.nested_included, 2);
     assert_eq!(report.counts.written, 60 + summary.oddities.len() - 2);
     assert_eq!(report.ignored_top_level, vec!["demo.json".to_string()]);
+}
+
+/// A folder linking to its own ancestor, a FIFO where an image should be, and a file
+/// over the byte limit: each is skipped with its reason, without blocking or reading.
+#[cfg(unix)]
+#[test]
+fn hostile_folders_are_skipped_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    clean_dataset(&raw, &[4, 4]);
+    std::os::unix::fs::symlink("..", raw.join("001.c0/loop")).unwrap();
+    std::os::unix::fs::symlink("../001.c0", raw.join("002.c1/sideways")).unwrap();
+    let fifo = raw.join("002.c1/blocking.jpg");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Noise does not compress: well above the limit as a JPEG.
+    let noise =
+        |x: u32, y: u32, c: u32| ((x * 7919 + y * 104_729 + c * 31) % 251) as u8 ^ (x * y) as u8;
+    let big = RgbImage::from_fn(400, 300, |x, y| {
+        Rgb([noise(x, y, 0), noise(x, y, 1), noise(x, y, 2)])
+    });
+    let big_bytes = jpeg(&big);
+    write(&raw, "001.c0/huge.jpg", &big_bytes);
+    let before = snapshot(&raw);
+    let out = dir.path().join("out");
+    let prep = PrepConfig {
+        nested: NestedDirs::Include,
+        max_file_bytes: 20_000,
+        ..config(&raw, &out)
+    };
+    assert!(big_bytes.len() > 20_000, "the big image is above the limit");
+    let report = Preprocessor::new(prep).run().unwrap();
+    let reasons: BTreeMap<String, SkipReason> = report
+        .skipped
+        .iter()
+        .map(|file| (file.path.clone(), file.reason.clone()))
+        .collect();
+    assert_eq!(
+        reasons.get("001.c0/loop"),
+        Some(&SkipReason::FolderLoop(".".into())),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.get("002.c1/blocking.jpg"),
+        Some(&SkipReason::NotAFile("a FIFO".into())),
+        "{reasons:?}"
+    );
+    assert!(
+        matches!(
+            reasons.get("001.c0/huge.jpg"),
+            Some(SkipReason::TooLarge { limit: 20_000, .. })
+        ),
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons.get("002.c1/sideways/loop"),
+        Some(&SkipReason::FolderLoop(".".into())),
+        "{reasons:?}"
+    );
+    // The sideways link is no loop: its four images count again, under 002.c1.
+    assert_eq!(report.counts.written, 4 + 4 + 4, "{:?}", report.counts);
+    assert_eq!(snapshot(&raw), before, "the input was modified");
 }
