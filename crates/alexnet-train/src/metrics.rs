@@ -80,8 +80,16 @@ impl Accumulator {
 }
 
 /// How many classes score strictly higher than `target` (0 = top-1). Ties count in
-/// the target's favour; a NaN score never counts as higher.
+/// the target's favour. A row with a NaN or `+∞` score anywhere is a wrong answer:
+/// it ranks below every class (`usize::MAX`), so NaN outputs never count as top-1 or
+/// top-k for any k. (`-∞` is a legitimate log-probability of zero.)
 pub fn rank_of(row: &[f32], target: usize) -> usize {
+    if row
+        .iter()
+        .any(|&score| score.is_nan() || score == f32::INFINITY)
+    {
+        return usize::MAX;
+    }
     let score = row[target];
     row.iter().filter(|&&other| other > score).count()
 }
@@ -125,6 +133,19 @@ mod tests {
         assert_eq!((acc.top1, acc.top5, acc.count), (1, 2, 2));
         let expected = -(0.7f64.ln() + 0.2f64.ln()) / 2.0;
         assert!((acc.loss() - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn non_finite_scores_are_never_right() {
+        let nan_rows = [f32::NAN; 6];
+        let mut acc = Accumulator::default();
+        acc.add_log_probs(&nan_rows, 3, &[0, 2]);
+        assert_eq!((acc.top1, acc.top5), (0, 0));
+        // One NaN among otherwise good scores also spoils the row.
+        assert_eq!(rank_of(&[0.0, f32::NAN, -1.0], 0), usize::MAX);
+        assert_eq!(rank_of(&[f32::INFINITY, -1.0, -2.0], 1), usize::MAX);
+        assert_eq!(rank_of(&[f32::NEG_INFINITY, -1.0, -2.0], 1), 0);
+        assert_eq!(rank_of(&[-0.5, -1.0, -2.0], 1), 1);
     }
 
     #[test]
