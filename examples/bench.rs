@@ -14,6 +14,7 @@
 mod support;
 
 use std::{
+    ops::ControlFlow,
     path::{Path, PathBuf},
     sync::Arc,
     time::Instant,
@@ -36,7 +37,8 @@ use alexnet::{
     train::{
         config::Precision,
         data::{
-            ImageBatcher, ImageDataset, channel_stats, for_each_batch, loader_pool, train_loader,
+            ImageBatcher, ImageDataset, channel_stats, for_each_batch_until, loader_pool,
+            train_loader,
         },
         device::parse_devices,
         sgd::Sgd,
@@ -645,9 +647,9 @@ fn bench_data(args: DataArgs, train: bool) -> Result<()> {
             epoch,
             &main,
         );
-        let result = for_each_batch(&loader, 2, |_, batch| {
+        for_each_batch_until(&loader, 2, |_, batch| {
             if done >= warmup + args.steps {
-                return Err(alexnet::train::TrainError::Backend("enough".into()));
+                return Ok(ControlFlow::Break(()));
             }
             let n = batch.classes.len();
             if train {
@@ -678,12 +680,8 @@ fn bench_data(args: DataArgs, train: bool) -> Result<()> {
             }
             last = now;
             done += 1;
-            Ok(())
-        });
-        match result {
-            Ok(()) | Err(alexnet::train::TrainError::Backend(_)) => {}
-            Err(error) => return Err(error.into()),
-        }
+            Ok(ControlFlow::Continue(()))
+        })?;
         epoch += 1;
     }
     eprintln!("# peak RSS {:.0} MiB", peak_rss_mib());

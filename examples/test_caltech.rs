@@ -34,7 +34,8 @@ struct Args {
     /// run's latest.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// The prepared dataset (default: the one the run trained on).
+    /// The prepared dataset. Default: the config's, else the one the run trained on
+    /// (recorded in its config.toml), else the demo dataset (with a warning).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Which split to evaluate.
@@ -80,7 +81,7 @@ fn run(args: Args) -> Result<()> {
         );
     }
     let _log = train::logging::init(&config.logging, None)?;
-    train::run::resolve_data(&mut config, false)?;
+    train::run::resolve_test_data(&mut config, &run_dir)?;
     let view = if args.ten_crop {
         TestView::TenCrop
     } else if args.center_crop {

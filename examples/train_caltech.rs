@@ -110,8 +110,7 @@ fn run(args: Args) -> Result<()> {
     let console = train::logging::console(&config.logging)?;
     train::run::resolve_data(&mut config, true)?;
     let session = train::trainer::Session::prepare(&config)?;
-    drop(console);
-    let _log = train::logging::init(&config.logging, Some(&run_dir))?;
+    let _log = console.into_file(&run_dir)?;
     let summary = session.run(&mut |_| true)?;
     let last = summary.history.last();
     println!(

@@ -1,42 +1,15 @@
 //! The example binaries' command lines: every bad invocation is a clear error with a
 //! non-zero exit, and nothing is written.
 
+mod common;
+
 use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::Mutex,
 };
 
-/// The example binary `name`, brought up to date once per test process (`cargo test
-/// --test cli` alone does not build examples) in the profile this test runs in.
-fn example(name: &str) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let path = profile_dir.join("examples").join(name);
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if !built.iter().any(|done| done == name) {
-        built.push(name.to_string());
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args(["build", "--example", name])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir.ends_with("release") {
-            build.arg("--release");
-        }
-        assert!(
-            build.status().expect("cargo build").success(),
-            "building example {name}"
-        );
-    }
-    path
-}
+use common::example;
 
 fn run(name: &str, args: &[&str], cwd: &Path) -> Output {
     Command::new(example(name))
@@ -67,7 +40,18 @@ fn one_line_error(output: Output, expected: &str) {
         .filter(|line| line.starts_with("error:"))
         .collect();
     assert_eq!(error_lines.len(), 1, "{stderr}");
-    assert!(!stderr.trim_end().contains('\n') || !stderr.lines().last().unwrap_or("").is_empty());
+    // The error is the last thing printed, and all on its line: no cause chain, no
+    // backtrace, no second line of the message after it.
+    let after_error: Vec<&str> = stderr
+        .lines()
+        .skip_while(|line| !line.starts_with("error:"))
+        .skip(1)
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    assert!(
+        after_error.is_empty(),
+        "lines after the error: {after_error:?}; stderr: {stderr}"
+    );
     fails_with(output, expected);
 }
 
@@ -268,5 +252,196 @@ fn train_and_test_bad_invocations() {
     assert!(
         !cwd.join("runs").exists(),
         "no failed invocation created a run directory"
+    );
+}
+
+/// `top1=<fraction> top5=<fraction> images=<n>`, test_caltech's last line.
+fn scores(output: &Output) -> (f64, f64, usize) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "test_caltech failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let field = |name: &str| -> String {
+        last.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no `{name}` in the last line: {stdout}"))
+            .to_string()
+    };
+    let top1: f64 = field("top1=").parse().expect("top1 fraction");
+    let top5: f64 = field("top5=").parse().expect("top5 fraction");
+    let images: usize = field("images=").parse().expect("image count");
+    assert!(
+        (0.0..=1.0).contains(&top1) && (top1..=1.0).contains(&top5),
+        "{last}"
+    );
+    (top1, top5, images)
+}
+
+fn succeeds(output: Output) -> Output {
+    assert!(
+        output.status.success(),
+        "expected success; stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A small config as a user would write it: no dataset in it (given with --data), and a
+/// demo section that a wrong fallback would visibly generate.
+const TINY_CONFIG: &str = r#"
+[demo]
+dir = "demo"
+classes = 2
+images_per_class = 4
+oddities = false
+
+[augment]
+train = [
+  { op = "normalize", mean = "dataset" },
+  { op = "horizontal_flip", p = 0.5 },
+  { op = "random_crop", size = [67, 67] },
+]
+eval = [
+  { op = "normalize", mean = "dataset" },
+  { op = "center_crop", size = [67, 67] },
+]
+
+[model]
+batch_norm_momentum = 0.5
+
+[train]
+epochs = 2
+batch_size = 9
+eval_batch_size = 9
+lr = 0.002
+checkpoint_interval = 1
+preview_images = 2
+seed = 42
+"#;
+
+/// preprocess → train → test, as the README runs them, on a tiny dataset; then what a
+/// user naturally types next: test with the same config, resume with another seed, test
+/// on a dataset with other classes.
+#[test]
+fn preprocess_train_and_test_succeed_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let raw = cwd.join("raw");
+    let demo = alexnet::prep::DemoConfig {
+        classes: 3,
+        images_per_class: 12,
+        min_size: 72,
+        max_size: 96,
+        oddities: false,
+        ..Default::default()
+    };
+    alexnet::prep::generate_demo(&raw, &demo).unwrap();
+    let prep = succeeds(run(
+        "preprocess_caltech",
+        &[
+            "--input",
+            "raw",
+            "--output",
+            "data",
+            "--size",
+            "72",
+            "--val-split",
+            "0.25",
+        ],
+        cwd,
+    ));
+    assert!(
+        String::from_utf8_lossy(&prep.stdout).contains("36 written"),
+        "{}",
+        String::from_utf8_lossy(&prep.stdout)
+    );
+    fs::write(cwd.join("tiny.toml"), TINY_CONFIG).unwrap();
+    let trained = succeeds(run(
+        "train_caltech",
+        &[
+            "--config",
+            "tiny.toml",
+            "--data",
+            "data",
+            "--run-dir",
+            "run",
+        ],
+        cwd,
+    ));
+    let stdout = String::from_utf8_lossy(&trained.stdout);
+    assert!(stdout.contains("done: 2 epochs"), "{stdout}");
+    assert!(cwd.join("run/checkpoints/epoch-0002").is_dir());
+
+    let (top1, _, images) = scores(&run("test_caltech", &["--run-dir", "run"], cwd));
+    assert_eq!(
+        images, 9,
+        "the validation split: 12 images a class, a quarter of them"
+    );
+    // The same config again: no dataset in it, so the run's recorded dataset is used,
+    // never the demo's shapes.
+    let same_config = run(
+        "test_caltech",
+        &["--config", "tiny.toml", "--run-dir", "run"],
+        cwd,
+    );
+    let stderr = String::from_utf8_lossy(&same_config.stderr).to_string();
+    assert_eq!(
+        scores(&same_config),
+        scores(&run("test_caltech", &["--run-dir", "run"], cwd))
+    );
+    assert!(!stderr.contains("demo dataset"), "{stderr}");
+    assert!(!cwd.join("demo").exists(), "the demo dataset was generated");
+    let _ = top1;
+
+    // A resume that keeps the checkpoint's seed says so in the run's log file too.
+    succeeds(run(
+        "train_caltech",
+        &[
+            "--config",
+            "tiny.toml",
+            "--data",
+            "data",
+            "--run-dir",
+            "run",
+            "--epochs",
+            "3",
+            "--seed",
+            "5",
+        ],
+        cwd,
+    ));
+    let log = fs::read_to_string(cwd.join("run/train.log")).unwrap();
+    assert!(log.contains("seed 42 is kept"), "{log}");
+
+    // Another dataset with as many classes but other ones: refused, naming both.
+    let other = cwd.join("other");
+    fs::create_dir_all(&other).unwrap();
+    let classes = fs::read_dir(&raw)
+        .unwrap()
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.path().is_dir());
+    for (k, entry) in classes.enumerate() {
+        let renamed = other.join(format!("{:03}.other{k}", k + 1));
+        fs::create_dir_all(&renamed).unwrap();
+        for file in fs::read_dir(entry.path()).unwrap() {
+            let file = file.unwrap();
+            fs::copy(file.path(), renamed.join(file.file_name())).unwrap();
+        }
+    }
+    succeeds(run(
+        "preprocess_caltech",
+        &["--input", "other", "--output", "other-data", "--size", "72"],
+        cwd,
+    ));
+    one_line_error(
+        run(
+            "test_caltech",
+            &["--run-dir", "run", "--data", "other-data"],
+            cwd,
+        ),
+        "other0",
     );
 }

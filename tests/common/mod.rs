@@ -37,6 +37,61 @@ pub fn learnable_dataset() -> &'static Path {
     &DATA.get_or_init(|| prepared_dataset(4, 30)).1
 }
 
+/// A prepared 4-class dataset of 72×72 images, 30 per class, that any correct training
+/// learns completely in a few steps: each class is one colour (red, green, blue,
+/// yellow) under per-image brightness and per-pixel noise. The learning tests assert on
+/// it with wide margins, so no machine's floating-point order or batch noise can flip
+/// them.
+pub fn separable_dataset() -> &'static Path {
+    static DATA: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DATA
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let raw = dir.path().join("raw");
+            const COLOURS: [[f32; 3]; 4] = [
+                [200.0, 40.0, 40.0],
+                [40.0, 200.0, 40.0],
+                [40.0, 40.0, 200.0],
+                [200.0, 200.0, 40.0],
+            ];
+            // A fixed hash for the noise: the fixture is the same on every machine.
+            let hash = |a: u64, b: u64| {
+                let mut x = a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_add(0x632B_E59B);
+                x ^= x >> 31;
+                x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                x ^= x >> 29;
+                (x % 1000) as f32 / 1000.0
+            };
+            for (class, colour) in COLOURS.iter().enumerate() {
+                let folder = raw.join(format!("{:03}.colour{class}", class + 1));
+                std::fs::create_dir_all(&folder).expect("class folder");
+                for i in 0..30u64 {
+                    let seed = class as u64 * 1000 + i;
+                    let brightness = 0.75 + 0.5 * hash(seed, 0);
+                    let (width, height) = (72 + (i as u32 % 4) * 8, 72 + (i as u32 % 3) * 8);
+                    let image = image::RgbImage::from_fn(width, height, |x, y| {
+                        let noise = hash(seed, u64::from(y * width + x) + 1) * 60.0 - 30.0;
+                        image::Rgb(colour.map(|c| (c * brightness + noise).clamp(0.0, 255.0) as u8))
+                    });
+                    let mut bytes = Vec::new();
+                    alexnet::prep::encode_jpeg(&image, 95, &mut bytes).expect("encode");
+                    std::fs::write(folder.join(format!("{i:04}.jpg")), bytes).expect("write");
+                }
+            }
+            let out = dir.path().join("processed");
+            let prep = PrepConfig {
+                input: Some(raw),
+                output: Some(out.clone()),
+                size: 72,
+                val_split: 0.25,
+                ..PrepConfig::default()
+            };
+            Preprocessor::new(prep).run().expect("preprocessing");
+            (dir, out)
+        })
+        .1
+}
+
 fn prepared_dataset(classes: usize, images_per_class: usize) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let raw = dir.path().join("raw");
@@ -85,5 +140,82 @@ pub fn tiny_config(run_dir: &Path) -> ExperimentConfig {
     config.train.preview_images = 4;
     // A handful of steps per run: faster BatchNorm statistics let evaluation catch up.
     config.model.batch_norm_momentum = 0.5;
+    config.train.seed = test_seed();
     config
+}
+
+/// The training seed of the tests: `ALEXNET_TEST_SEED`, to check that no learning test
+/// depends on one lucky seed, else 42.
+pub fn test_seed() -> u64 {
+    std::env::var("ALEXNET_TEST_SEED")
+        .ok()
+        .and_then(|seed| seed.parse().ok())
+        .unwrap_or(42)
+}
+
+/// The steps TensorBoard's own reader (`EventAccumulator` of the `tensorboard` Python
+/// package) sees for each tag of `dir`, through `tests/tensorboard_steps.py` run by the
+/// Python in `ALEXNET_TENSORBOARD_PYTHON`. `None` (with a note) when that is unset,
+/// unless `ALEXNET_REQUIRE_TENSORBOARD` is set: CI sets both.
+pub fn tensorboard_steps(dir: &Path) -> Option<std::collections::BTreeMap<String, Vec<u64>>> {
+    let Some(python) = std::env::var_os("ALEXNET_TENSORBOARD_PYTHON") else {
+        assert!(
+            std::env::var_os("ALEXNET_REQUIRE_TENSORBOARD").is_none(),
+            "ALEXNET_REQUIRE_TENSORBOARD is set but ALEXNET_TENSORBOARD_PYTHON is not"
+        );
+        eprintln!("note: ALEXNET_TENSORBOARD_PYTHON unset; TensorBoard's own reader not run");
+        return None;
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tensorboard_steps.py");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(dir)
+        .output()
+        .expect("run the TensorBoard reader");
+    assert!(
+        output.status.success(),
+        "TensorBoard's reader failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut steps = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let (tag, list) = line.split_once('\t').expect("tag<TAB>steps");
+        let list: Vec<u64> = list
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().expect("a step"))
+            .collect();
+        steps.insert(tag.to_string(), list);
+    }
+    Some(steps)
+}
+
+/// The example binary `name`, brought up to date once per test process (`cargo test
+/// --test cli` alone does not build examples) in the profile this test runs in.
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let path = profile_dir.join("examples").join(name);
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !built.iter().any(|done| done == name) {
+        built.push(name.to_string());
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build
+            .args(["build", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        assert!(
+            build.status().expect("cargo build").success(),
+            "building example {name}"
+        );
+    }
+    path
 }

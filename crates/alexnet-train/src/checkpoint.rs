@@ -60,6 +60,10 @@ pub struct LossScaleState {
     pub scale: f32,
     /// Steps since the last overflow or growth.
     pub good_steps: u64,
+    /// Consecutive overflowing steps at the smallest scale (divergence when it reaches
+    /// `train.loss_scale.max_overflows_at_min_scale`).
+    #[serde(default)]
+    pub overflows_at_min: u64,
 }
 
 /// The best validation accuracy so far.
@@ -86,6 +90,10 @@ pub struct TrainerState {
     pub seed: u64,
     /// The network, with its number of classes.
     pub model: AlexNetConfig,
+    /// The class labels the model was trained on, in id order (`categories.csv`);
+    /// empty in checkpoints written before they were recorded.
+    #[serde(default)]
+    pub classes: Vec<String>,
     /// The learning-rate schedule.
     pub schedule: ScheduleState,
     /// Loss scaling.
@@ -108,10 +116,12 @@ impl TrainerState {
             global_step: 0,
             seed,
             model,
+            classes: Vec::new(),
             schedule,
             loss_scale: LossScaleState {
                 scale: loss_scale,
                 good_steps: 0,
+                overflows_at_min: 0,
             },
             best: None,
             history: Vec::new(),
@@ -136,6 +146,21 @@ fn checkpoint_error(path: &Path, reason: impl Into<String>) -> TrainError {
     TrainError::Checkpoint {
         path: path.to_path_buf(),
         reason: reason.into(),
+    }
+}
+
+/// For the kill tests: when `ALEXNET_TEST_PAUSE_AT` is `<point>@<epoch>`, the process
+/// says so on stderr and sleeps there for `ALEXNET_TEST_PAUSE_MS` (default 60 s), so that
+/// a test can SIGKILL it at that moment. Unset (always, outside those tests) it costs one
+/// environment lookup per checkpoint.
+pub fn pause_point(point: &str, epoch: usize) {
+    if std::env::var("ALEXNET_TEST_PAUSE_AT").is_ok_and(|at| at == format!("{point}@{epoch}")) {
+        let ms = std::env::var("ALEXNET_TEST_PAUSE_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(60_000);
+        eprintln!("paused at {point}@{epoch}");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }
 
@@ -213,12 +238,14 @@ impl CheckpointStore {
     }
 
     /// Writes a checkpoint for `state.epoch` and points `latest` at it. A crash at any
-    /// moment leaves the previous checkpoint and pointer intact.
+    /// moment leaves the previous checkpoint and pointer intact. Then prunes this run's
+    /// line of checkpoints (see [`CheckpointStore::prune`]).
     pub fn save(&self, state: &TrainerState, model: &[u8], optimizer: &[u8]) -> Result<PathBuf> {
         let name = epoch_dir_name(state.epoch);
         let target = self.write_dir(&name, state, model, Some(optimizer))?;
+        pause_point("before-latest", state.epoch);
         self.point_latest(&name)?;
-        self.prune()?;
+        self.prune(state.epoch)?;
         Ok(target)
     }
 
@@ -244,6 +271,9 @@ impl CheckpointStore {
         let mut state = state.clone();
         state.files.clear();
         write_synced(&tmp.join(MODEL_FILE), model)?;
+        if optimizer.is_some() {
+            pause_point("checkpoint-write", state.epoch);
+        }
         state.files.insert(MODEL_FILE.into(), FileDigest::of(model));
         if let Some(optimizer) = optimizer {
             write_synced(&tmp.join(OPTIMIZER_FILE), optimizer)?;
@@ -279,10 +309,27 @@ impl CheckpointStore {
         sync_dir(&self.dir)
     }
 
-    /// Removes all but the newest `keep_last` epoch checkpoints.
-    fn prune(&self) -> Result<()> {
-        for (_, dir) in self.list()?.into_iter().skip(self.keep_last) {
-            fs::remove_dir_all(&dir).at(&dir)?;
+    /// Keeps the checkpoint of `epoch` (the one `latest` names) and the `keep_last - 1`
+    /// newest before it, and removes the older ones. Checkpoints of later epochs belong
+    /// to another line of this run (one that went further before the run was resumed from
+    /// an earlier checkpoint): they are never removed, only reported, since neither
+    /// they nor the new line is the other's history.
+    pub fn prune(&self, epoch: usize) -> Result<()> {
+        let listed = self.list()?;
+        let stale: Vec<String> = listed
+            .iter()
+            .filter(|(other, _)| *other > epoch)
+            .map(|(_, dir)| dir.display().to_string())
+            .collect();
+        if !stale.is_empty() {
+            tracing::warn!(
+                "{} from another line of this run (past epoch {epoch}, which `latest` names) kept; remove them if that line is abandoned",
+                stale.join(", ")
+            );
+        }
+        let older = listed.iter().filter(|(other, _)| *other < epoch);
+        for (_, dir) in older.skip(self.keep_last - 1) {
+            fs::remove_dir_all(dir).at(dir)?;
         }
         Ok(())
     }
@@ -342,11 +389,21 @@ impl CheckpointStore {
         let listed = self.list()?;
         let latest = self.latest()?;
         let mut candidates: Vec<PathBuf> = Vec::new();
+        // Fallbacks come from the line `latest` is on: epochs before it. A later epoch
+        // is another line's (see `prune`) and never resumed silently.
+        let latest_epoch = latest.as_ref().and_then(|dir| {
+            dir.file_name()?
+                .to_str()?
+                .strip_prefix("epoch-")?
+                .parse::<usize>()
+                .ok()
+        });
         if let Some(latest) = &latest {
             candidates.push(latest.clone());
         }
-        for (_, dir) in &listed {
-            if !candidates.contains(dir) {
+        for (epoch, dir) in &listed {
+            let same_line = latest_epoch.is_none_or(|latest| *epoch < latest);
+            if same_line && !candidates.contains(dir) {
                 candidates.push(dir.clone());
             }
         }

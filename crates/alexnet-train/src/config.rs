@@ -78,7 +78,13 @@ pub struct LossScaleConfig {
     pub backoff_factor: f32,
     /// Clean steps between growths.
     pub growth_interval: u64,
+    /// Consecutive steps that may overflow at the smallest scale ([`MIN_LOSS_SCALE`])
+    /// before the run stops as diverged: there, scaling down can no longer help.
+    pub max_overflows_at_min_scale: u64,
 }
+
+/// The smallest f16 loss scale: backing off stops here.
+pub const MIN_LOSS_SCALE: f32 = 1.0;
 
 impl Default for LossScaleConfig {
     fn default() -> Self {
@@ -87,6 +93,7 @@ impl Default for LossScaleConfig {
             growth_factor: 2.0,
             backoff_factor: 0.5,
             growth_interval: 2000,
+            max_overflows_at_min_scale: 20,
         }
     }
 }
@@ -241,6 +248,12 @@ impl TrainConfig {
         if scale.growth_interval == 0 {
             return Err(invalid(
                 "train.loss_scale.growth_interval",
+                "must be at least 1",
+            ));
+        }
+        if scale.max_overflows_at_min_scale == 0 {
+            return Err(invalid(
+                "train.loss_scale.max_overflows_at_min_scale",
                 "must be at least 1",
             ));
         }

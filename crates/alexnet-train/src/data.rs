@@ -9,6 +9,7 @@
 //! (seed, epoch) alone, the augmentation of each image of (seed, epoch, index), and
 //! parallelism comes from decoding a batch's images on a thread pool.
 
+use std::ops::ControlFlow;
 use std::{
     path::PathBuf,
     sync::{Arc, mpsc},
@@ -275,6 +276,18 @@ pub fn for_each_batch(
     prefetch: usize,
     mut consume: impl FnMut(usize, ImageBatch) -> Result<()>,
 ) -> Result<()> {
+    for_each_batch_until(loader, prefetch, |index, batch| {
+        consume(index, batch).map(|()| ControlFlow::Continue(()))
+    })
+}
+
+/// [`for_each_batch`] that `consume` can also end early and cleanly, with
+/// `ControlFlow::Break` (a benchmark that has measured enough steps).
+pub fn for_each_batch_until(
+    loader: &Arc<dyn DataLoader<BatchResult>>,
+    prefetch: usize,
+    mut consume: impl FnMut(usize, ImageBatch) -> Result<ControlFlow<()>>,
+) -> Result<()> {
     std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::sync_channel(prefetch);
         scope.spawn(move || {
@@ -288,7 +301,9 @@ pub fn for_each_batch(
         for (index, batch) in receiver.into_iter().enumerate() {
             let batch =
                 batch.map_err(|error| TrainError::Backend(format!("data loader: {error}")))??;
-            consume(index, batch)?;
+            if consume(index, batch)?.is_break() {
+                break;
+            }
         }
         Ok(())
     })

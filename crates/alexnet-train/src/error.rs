@@ -47,19 +47,21 @@ pub enum TrainError {
         /// Why.
         reason: String,
     },
-    /// The loss became NaN or infinite.
+    /// Training diverged: a loss, gradient, parameter or validation output became NaN or
+    /// infinite, or f16 could not make a step even at the smallest loss scale. Raised
+    /// before anything non-finite is evaluated, checkpointed or marked best.
     #[error(
-        "loss became {value} at epoch {epoch}, batch {batch} (global step {step}); \
+        "{what} at epoch {epoch}, batch {batch} (global step {step}); \
          training stopped, the last good checkpoint is {last_checkpoint}"
     )]
-    NonFiniteLoss {
-        /// The offending value.
-        value: f32,
+    NonFinite {
+        /// What became non-finite, e.g. `loss became NaN`.
+        what: String,
         /// Epoch (1-based).
         epoch: usize,
         /// Batch within the epoch (1-based).
         batch: usize,
-        /// Global optimizer step.
+        /// Global optimizer step (of the failed step, or the last one taken).
         step: u64,
         /// What a resume would start from.
         last_checkpoint: String,

@@ -136,15 +136,83 @@ pub fn init(config: &LoggingConfig, run_dir: Option<&Path>) -> Result<LogGuard> 
     Ok(install(subscriber))
 }
 
-/// Console-only logging for the calling thread until the guard is dropped: for the
-/// checks before a run, which must not create its log file when they fail.
-pub fn console(config: &LoggingConfig) -> Result<LogGuard> {
+/// Console logging for the checks before a run, which must not create its log file when
+/// they fail. What it logs is also kept, so that [`ConsoleLog::into_file`] can write it
+/// to the run's log file once the run starts: every warning reaches the file.
+pub struct ConsoleLog {
+    config: LoggingConfig,
+    kept: Arc<Mutex<Vec<u8>>>,
+    _scoped: tracing::subscriber::DefaultGuard,
+}
+
+/// Appends to a buffer in memory.
+#[derive(Clone)]
+struct MemoryWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for MemoryWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for MemoryWriter {
+    type Writer = MemoryWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// Console logging for the calling thread until [`ConsoleLog::into_file`] or drop, its
+/// lines kept for the log file.
+pub fn console(config: &LoggingConfig) -> Result<ConsoleLog> {
     config.validate()?;
     let level = LevelFilter::from_level(config.level_filter()?);
-    let subscriber = tracing_subscriber::registry().with(console_layer(level));
-    Ok(LogGuard {
-        _scoped: Some(tracing::subscriber::set_default(subscriber)),
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let memory = tracing_subscriber::fmt::layer()
+        .with_writer(MemoryWriter(kept.clone()))
+        .with_target(false)
+        .with_ansi(false)
+        .with_filter(level);
+    let subscriber = tracing_subscriber::registry()
+        .with(console_layer(level))
+        .with(memory);
+    Ok(ConsoleLog {
+        config: config.clone(),
+        kept,
+        _scoped: tracing::subscriber::set_default(subscriber),
     })
+}
+
+impl ConsoleLog {
+    /// Ends console-only logging and starts [`init`]'s, first appending the lines logged
+    /// so far to `run_dir`'s log file.
+    pub fn into_file(self, run_dir: &Path) -> Result<LogGuard> {
+        let ConsoleLog {
+            config,
+            kept,
+            _scoped,
+        } = self;
+        drop(_scoped);
+        let kept = kept.lock().map(|kept| kept.clone()).unwrap_or_default();
+        if !kept.is_empty() {
+            fs::create_dir_all(run_dir).at(run_dir)?;
+            let path = run_dir.join(&config.file);
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut file| file.write_all(&kept))
+                .at(&path)?;
+        }
+        init(&config, Some(run_dir))
+    }
 }
 
 /// A progress bar drawn on stderr when it is a terminal (hidden otherwise, so piped

@@ -19,7 +19,9 @@ use crate::{
     data::{ImageDataset, loader_pool},
     device::parse_device,
     error::{IoContext, Result, TrainError, invalid},
-    trainer::{EvalOptions, build_pipelines, evaluate, write_atomic},
+    trainer::{
+        EvalOptions, build_pipelines, check_same_classes, class_labels, evaluate, write_atomic,
+    },
 };
 
 /// The run directory used when none is given: `runs/<name>`.
@@ -81,6 +83,32 @@ pub fn resolve_data(config: &mut ExperimentConfig, show_progress: bool) -> Resul
     }
     config.train.data = Some(processed.clone());
     Ok(processed)
+}
+
+/// The prepared dataset to evaluate a run on: the one given (`train.data` or
+/// `prep.output`), else the one the run trained on (its `config.toml`), else the demo
+/// dataset, with a warning, as [`resolve_data`] would. Sets `train.data`.
+pub fn resolve_test_data(config: &mut ExperimentConfig, run_dir: &Path) -> Result<PathBuf> {
+    let given = config.train.data.is_some() || config.prep.output.is_some();
+    let recorded = run_dir.join("config.toml");
+    if !given && recorded.is_file() {
+        let trained = ExperimentConfig::load(&recorded)?;
+        if let Some(data) = trained.train.data {
+            tracing::info!(
+                "evaluating on the dataset the run trained on, {} (from {})",
+                data.display(),
+                recorded.display()
+            );
+            config.train.data = Some(data);
+        }
+    }
+    if config.train.data.is_none() && config.prep.output.is_none() {
+        tracing::warn!(
+            "no dataset given and {} records none: evaluating on the built-in demo dataset",
+            recorded.display()
+        );
+    }
+    resolve_data(config, false)
 }
 
 /// What [`test`] measured.
@@ -148,6 +176,12 @@ pub fn test(
             ),
         });
     }
+    check_same_classes(
+        &loaded.dir,
+        &loaded.state.classes,
+        &class_labels(&data),
+        &data_dir,
+    )?;
     let mut config = config.clone();
     let [height, width] = {
         let (_, eval) = build_pipelines(&config, &data, &model_config)?;
@@ -199,6 +233,15 @@ pub fn test(
         pool,
     };
     let (accumulator, per_class) = evaluate(&model, &dataset, Arc::clone(&pipeline), &options)?;
+    if !accumulator.loss().is_finite() {
+        return Err(TrainError::Checkpoint {
+            path: loaded.dir.clone(),
+            reason: format!(
+                "its outputs on {split} are not finite (loss {}): no accuracy is reported for a diverged model",
+                accumulator.loss()
+            ),
+        });
+    }
 
     let eval_dir = run_dir.join("eval");
     fs::create_dir_all(&eval_dir).at(&eval_dir)?;

@@ -40,6 +40,20 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Whether `dir` already holds event files (a run that wrote curves before).
+pub fn has_event_files(dir: &Path) -> Result<bool> {
+    match fs::read_dir(dir) {
+        Ok(entries) => Ok(entries.flatten().any(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(tb_error(dir, error)),
+    }
+}
+
 /// An open event file.
 pub struct TensorBoard {
     path: PathBuf,
@@ -200,14 +214,30 @@ pub struct EventLog {
     /// Steps of image summaries per tag.
     pub images: BTreeMap<String, Vec<u64>>,
     /// Text summaries per tag.
-    pub texts: BTreeMap<String, Vec<String>>,
+    pub texts: BTreeMap<String, Vec<(u64, String)>>,
     /// Session-start steps seen.
     pub session_starts: Vec<u64>,
 }
 
-/// Reads every event file of `dir` in name order as TensorBoard does, checking each
-/// record's CRCs, and applies session-start purges.
+/// Reads every event file of `dir` in name order as the TensorBoard server does
+/// (`plugin_event_accumulator`), checking each record's CRCs, and applies its purges: a
+/// run's first `SessionLog.START` marks its beginning, and each later one drops every
+/// point at its step and after that was read before it.
 pub fn read_event_dir(dir: &Path) -> Result<EventLog> {
+    read_events(dir, true)
+}
+
+/// The session starts recorded in `dir` (none when it holds no event files). Unlike
+/// [`read_event_dir`] a damaged record ends its file instead of failing: a process
+/// killed while writing one leaves a torn last record, and a restart must go on.
+pub fn session_starts(dir: &Path) -> Result<Vec<u64>> {
+    if !has_event_files(dir)? {
+        return Ok(Vec::new());
+    }
+    Ok(read_events(dir, false)?.session_starts)
+}
+
+fn read_events(dir: &Path, strict: bool) -> Result<EventLog> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .map_err(|error| tb_error(dir, error))?
         .flatten()
@@ -226,68 +256,100 @@ pub fn read_event_dir(dir: &Path) -> Result<EventLog> {
             .map_err(|error| tb_error(&path, error))?;
         let mut rest = bytes.as_slice();
         while !rest.is_empty() {
-            let corrupt = |what: &str| tb_error(&path, format!("corrupt record: {what}"));
-            if rest.len() < 12 {
-                return Err(corrupt("short header"));
-            }
-            let length =
-                u64::from_le_bytes(rest[..8].try_into().map_err(|_| corrupt("header"))?) as usize;
-            let header_crc =
-                u32::from_le_bytes(rest[8..12].try_into().map_err(|_| corrupt("header"))?);
-            if masked_crc32c(&rest[..8]) != header_crc {
-                return Err(corrupt("header CRC"));
-            }
-            if rest.len() < 16 + length {
-                return Err(corrupt("short body"));
-            }
-            let data = &rest[12..12 + length];
-            let data_crc = u32::from_le_bytes(
-                rest[12 + length..16 + length]
-                    .try_into()
-                    .map_err(|_| corrupt("footer"))?,
-            );
-            if masked_crc32c(data) != data_crc {
-                return Err(corrupt("data CRC"));
-            }
-            rest = &rest[16 + length..];
-            let event = Event::parse_from_bytes(data).map_err(|error| tb_error(&path, error))?;
+            let Some((event, after)) = next_event(&path, rest, strict)? else {
+                break;
+            };
+            rest = after;
             let step = event.get_step().max(0) as u64;
             if event.has_session_log()
                 && event.get_session_log().get_status() == SessionLog_SessionStatus::START
             {
+                // The first start of a run is its beginning, not a restart.
+                if !log.session_starts.is_empty() {
+                    log.purge_from(step);
+                }
                 log.session_starts.push(step);
-                for points in log.scalars.values_mut() {
-                    points.retain(|&(s, _)| s < step);
-                }
-                for steps in log.images.values_mut() {
-                    steps.retain(|&s| s < step);
-                }
             }
             if event.has_summary() {
-                for value in event.get_summary().get_value() {
-                    let tag = value.get_tag().to_string();
-                    if value.has_simple_value() {
-                        log.scalars
-                            .entry(tag)
-                            .or_default()
-                            .push((step, value.get_simple_value()));
-                    } else if value.has_image() {
-                        log.images.entry(tag).or_default().push(step);
-                    } else if value.has_tensor() {
-                        let text = value
-                            .get_tensor()
-                            .get_string_val()
-                            .iter()
-                            .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
-                            .collect::<Vec<_>>()
-                            .join("");
-                        log.texts.entry(tag).or_default().push(text);
-                    }
-                }
+                log.add_summary(&event, step);
             }
         }
     }
     Ok(log)
+}
+
+/// The next record of an event file and what follows it; `None` at a damaged record
+/// when not `strict`.
+fn next_event<'a>(path: &Path, rest: &'a [u8], strict: bool) -> Result<Option<(Event, &'a [u8])>> {
+    let parsed = (|| {
+        let corrupt = |what: &str| tb_error(path, format!("corrupt record: {what}"));
+        if rest.len() < 12 {
+            return Err(corrupt("short header"));
+        }
+        let length =
+            u64::from_le_bytes(rest[..8].try_into().map_err(|_| corrupt("header"))?) as usize;
+        let header_crc = u32::from_le_bytes(rest[8..12].try_into().map_err(|_| corrupt("header"))?);
+        if masked_crc32c(&rest[..8]) != header_crc {
+            return Err(corrupt("header CRC"));
+        }
+        if rest.len() < 16 + length {
+            return Err(corrupt("short body"));
+        }
+        let data = &rest[12..12 + length];
+        let data_crc = u32::from_le_bytes(
+            rest[12 + length..16 + length]
+                .try_into()
+                .map_err(|_| corrupt("footer"))?,
+        );
+        if masked_crc32c(data) != data_crc {
+            return Err(corrupt("data CRC"));
+        }
+        let event = Event::parse_from_bytes(data).map_err(|error| tb_error(path, error))?;
+        Ok((event, &rest[16 + length..]))
+    })();
+    match parsed {
+        Ok(next) => Ok(Some(next)),
+        Err(_) if !strict => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+impl EventLog {
+    /// Drops every point at `step` and later.
+    fn purge_from(&mut self, step: u64) {
+        for points in self.scalars.values_mut() {
+            points.retain(|&(s, _)| s < step);
+        }
+        for steps in self.images.values_mut() {
+            steps.retain(|&s| s < step);
+        }
+        for texts in self.texts.values_mut() {
+            texts.retain(|&(s, _)| s < step);
+        }
+    }
+
+    fn add_summary(&mut self, event: &Event, step: u64) {
+        for value in event.get_summary().get_value() {
+            let tag = value.get_tag().to_string();
+            if value.has_simple_value() {
+                self.scalars
+                    .entry(tag)
+                    .or_default()
+                    .push((step, value.get_simple_value()));
+            } else if value.has_image() {
+                self.images.entry(tag).or_default().push(step);
+            } else if value.has_tensor() {
+                let text = value
+                    .get_tensor()
+                    .get_string_val()
+                    .iter()
+                    .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("");
+                self.texts.entry(tag).or_default().push((step, text));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -299,6 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut first = TensorBoard::create(dir.path()).unwrap();
+            first.session_start(0).unwrap();
             for step in 1..=4 {
                 first.scalar("loss/train", step as f64, step).unwrap();
             }
@@ -317,9 +380,9 @@ mod tests {
             log.scalars["loss/train"],
             vec![(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
         );
-        assert_eq!(log.texts["model"], vec!["AlexNet".to_string()]);
+        assert_eq!(log.texts["model"], vec![(0, "AlexNet".to_string())]);
         assert_eq!(log.images["preview"], vec![0]);
-        assert_eq!(log.session_starts, vec![3]);
+        assert_eq!(log.session_starts, vec![0, 3]);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 

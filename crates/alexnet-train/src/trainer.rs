@@ -18,7 +18,8 @@ use alexnet_augment::{Pipeline, sample_rng};
 use alexnet_model::{AlexNet, AlexNetConfig};
 use alexnet_prep::{ProcessedDataset, Split};
 use burn::{
-    module::{Module, ModuleVisitor, Param},
+    module::{Module, ModuleVisitor, Param, RunningState},
+    nn::BatchNorm,
     optim::{GradientsParams, ModuleOptimizer},
     prelude::*,
     store::ModuleRecord,
@@ -27,7 +28,7 @@ use burn::{
 
 use crate::{
     checkpoint::{BestMetric, Checkpoint, CheckpointStore, LossScaleState, TrainerState},
-    config::{ExperimentConfig, Precision, Resume},
+    config::{ExperimentConfig, MIN_LOSS_SCALE, Precision, Resume},
     data::{
         ImageBatch, ImageBatcher, ImageDataset, channel_stats, epoch_seed, eval_loader,
         for_each_batch, loader_pool, train_loader,
@@ -152,13 +153,15 @@ pub fn nll_loss(log_probs: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
 }
 
 /// Combines per-device gradients into one set on the main device: a weighted sum, then
-/// divided by the loss scale. Also counts non-finite values (read back once).
+/// divided by the loss scale. Also sums every gradient value (read back once): the sum is
+/// finite exactly when every gradient is (short of a sum past `f32::MAX`, itself a
+/// divergence), at the cost of one read of the gradients.
 struct GradientCombiner<'a> {
     shards: Vec<(GradientsParams, f64)>,
     out: GradientsParams,
     device: &'a Device,
     unscale: f64,
-    non_finite: Option<Tensor<1>>,
+    total: Option<Tensor<1>>,
     check: bool,
 }
 
@@ -184,14 +187,37 @@ impl ModuleVisitor for GradientCombiner<'_> {
                 grad = grad.mul_scalar(self.unscale);
             }
             if self.check {
-                let bad = grad.clone().is_finite().bool_not().float().sum();
-                self.non_finite = Some(match self.non_finite.take() {
-                    Some(count) => count + bad,
-                    None => bad,
+                let sum = grad.clone().sum();
+                self.total = Some(match self.total.take() {
+                    Some(total) => total + sum,
+                    None => sum,
                 });
             }
             self.out.register(param.id, grad);
         }
+    }
+}
+
+/// Sums every float value of a module (parameters and BatchNorm statistics).
+struct ValueSum(Option<Tensor<1>>);
+
+impl ModuleVisitor for ValueSum {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let sum = param.val().sum();
+        self.0 = Some(match self.0.take() {
+            Some(total) => total + sum,
+            None => sum,
+        });
+    }
+}
+
+/// Whether every parameter and BatchNorm statistic of `model` is finite.
+fn all_finite(model: &AlexNet) -> Result<bool> {
+    let mut sum = ValueSum(None);
+    model.visit(&mut sum);
+    match sum.0 {
+        Some(total) => Ok(total.try_into_scalar::<f32>().map_err(backend)?.is_finite()),
+        None => Ok(true),
     }
 }
 
@@ -204,11 +230,41 @@ impl ModuleVisitor for Materialize {
     }
 }
 
+/// A replica whose BatchNorm running statistics are its own: its updates are discarded.
+/// `Clone` shares them (Burn's `RunningState` is behind an `Arc`), so without this every
+/// shard would update the model's statistics (see [`batch_gradients_with`]).
+fn with_private_statistics(mut replica: AlexNet) -> AlexNet {
+    let detach = |norm: &mut BatchNorm| {
+        norm.running_mean = RunningState::new(norm.running_mean.value());
+        norm.running_var = RunningState::new(norm.running_var.value());
+    };
+    for block in [
+        &mut replica.conv1,
+        &mut replica.conv2,
+        &mut replica.conv3,
+        &mut replica.conv4,
+        &mut replica.conv5,
+    ] {
+        if let Some(norm) = block.norm.as_mut() {
+            detach(norm);
+        }
+    }
+    for norm in [replica.norm1.as_mut(), replica.norm2.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        detach(norm);
+    }
+    replica
+}
+
 /// One optimizer step's outcome.
 struct StepOutcome {
     loss: f32,
     log_probs: Vec<f32>,
     applied: bool,
+    /// Some gradient was NaN or infinite (the step was not applied).
+    non_finite_grads: bool,
 }
 
 /// Everything the loop carries from step to step.
@@ -221,6 +277,7 @@ struct Engine {
     growth_factor: f32,
     backoff_factor: f32,
     growth_interval: u64,
+    max_overflows_at_min: u64,
     classes: usize,
 }
 
@@ -237,11 +294,35 @@ pub struct BatchGradients {
     pub non_finite: bool,
 }
 
-/// Forward and backward of `images`/`targets` split into contiguous shares across
-/// `devices` (data parallelism; each device on its own thread), the shares' gradients
-/// weighted by their size and summed on the first device: the gradient of the mean loss
-/// over the whole batch. The loss is multiplied by `loss_scale` before the backward
-/// pass and the gradients divided by it after; `check_finite` counts non-finite values.
+/// Where the shards of a batch run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShardThreads {
+    /// Shards on distinct devices run on threads of their own; shards on handles of one
+    /// device (`flex,flex`) take turns on the calling thread, which keeps dropout draws
+    /// from that device's one generator in a fixed order.
+    #[default]
+    PerDevice,
+    /// Every shard after the first on a thread of its own, even on one device: the
+    /// multi-device path on a CPU (for tests). Dropout draws from one device's generator
+    /// then race, so runs with dropout are not reproducible this way.
+    PerShard,
+}
+
+/// How [`batch_gradients_with`] computes a batch's gradients.
+#[derive(Debug, Clone, Copy)]
+pub struct GradientOptions {
+    /// Compute precision.
+    pub dtype: FloatDType,
+    /// The loss is multiplied by this before the backward pass, the gradients divided
+    /// by it after (f16 loss scaling; 1 otherwise).
+    pub loss_scale: f32,
+    /// Whether to look for non-finite gradients ([`BatchGradients::non_finite`]).
+    pub check_finite: bool,
+    /// Where the shards run.
+    pub threads: ShardThreads,
+}
+
+/// [`batch_gradients_with`] with shards on threads per device.
 pub fn batch_gradients(
     model: &AlexNet,
     devices: &[Device],
@@ -251,6 +332,37 @@ pub fn batch_gradients(
     loss_scale: f32,
     check_finite: bool,
 ) -> Result<BatchGradients> {
+    let options = GradientOptions {
+        dtype,
+        loss_scale,
+        check_finite,
+        threads: ShardThreads::PerDevice,
+    };
+    batch_gradients_with(model, devices, images, targets, &options)
+}
+
+/// Forward and backward of `images`/`targets` split into contiguous shares across
+/// `devices` (data parallelism), the shares' gradients weighted by their size and summed
+/// on the first device: the gradient of the mean loss over the whole batch.
+///
+/// BatchNorm running statistics follow PyTorch `DataParallel`'s rule: the first shard
+/// (on the first device, run on the calling thread) updates them from its own batch
+/// statistics, once per step; the other shards' updates are discarded. Burn commits a
+/// thread's pending update when the same thread updates again, so the calling thread,
+/// which lives for the whole run, keeps them a per-step moving average.
+pub fn batch_gradients_with(
+    model: &AlexNet,
+    devices: &[Device],
+    images: Tensor<4>,
+    targets: Tensor<1, Int>,
+    options: &GradientOptions,
+) -> Result<BatchGradients> {
+    let &GradientOptions {
+        dtype,
+        loss_scale,
+        check_finite,
+        threads,
+    } = options;
     let [n] = targets.dims();
     let shards = devices.len().clamp(1, n.max(1));
     let base = n / shards;
@@ -278,40 +390,47 @@ pub fn batch_gradients(
         let grads = GradientsParams::from_grads(grads, replica);
         Ok((grads, loss_value, to_host(log_probs.detach())?))
     };
+    let shard_of = |(start, len, device): &(usize, usize, Device)| {
+        (
+            images.clone().narrow(0, *start, *len).to_device(device),
+            targets.clone().narrow(0, *start, *len).to_device(device),
+        )
+    };
+    let replica_for = |device: &Device| with_private_statistics(model.clone()).fork(device);
     let mut results = Vec::with_capacity(shards);
-    // Handles of one device (the CPU backend has one) share its kernels and its random
-    // generator: taking turns costs nothing and keeps dropout draws in a fixed order.
     let one_device = jobs.iter().all(|(_, _, device)| *device == devices[0]);
     if shards == 1 {
         results.push(run_shard(model, images, targets)?);
-    } else if one_device {
-        for (start, len, device) in &jobs {
-            let images = images.clone().narrow(0, *start, *len);
-            let targets = targets.clone().narrow(0, *start, *len);
-            results.push(run_shard(&model.clone().fork(device), images, targets)?);
+    } else if one_device && threads == ShardThreads::PerDevice {
+        for (k, job) in jobs.iter().enumerate() {
+            let (images, targets) = shard_of(job);
+            if k == 0 {
+                results.push(run_shard(model, images, targets)?);
+            } else {
+                results.push(run_shard(&replica_for(&job.2), images, targets)?);
+            }
         }
     } else {
-        // Each device runs its share on its own thread; Burn's ops on one device are
-        // not blocked by another's.
+        // The other shards on their own threads (Burn's ops on one device are not blocked
+        // by another's); the first on this one.
         let outputs = std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
+            let handles: Vec<_> = jobs[1..]
                 .iter()
-                .map(|(start, len, device)| {
-                    let images = images.clone().narrow(0, *start, *len).to_device(device);
-                    let targets = targets.clone().narrow(0, *start, *len).to_device(device);
-                    let replica = model.clone().fork(device);
+                .map(|job| {
+                    let (images, targets) = shard_of(job);
+                    let replica = replica_for(&job.2);
                     let run_shard = &run_shard;
                     scope.spawn(move || run_shard(&replica, images, targets))
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .unwrap_or_else(|_| Err(backend("a device thread panicked")))
-                })
-                .collect::<Vec<_>>()
+            let (images, targets) = shard_of(&jobs[0]);
+            let mut outputs = vec![run_shard(model, images, targets)];
+            outputs.extend(handles.into_iter().map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(backend("a device thread panicked")))
+            }));
+            outputs
         });
         for output in outputs {
             results.push(output?);
@@ -331,12 +450,12 @@ pub fn batch_gradients(
         out: GradientsParams::new(),
         device: &devices[0],
         unscale: 1.0 / f64::from(loss_scale),
-        non_finite: None,
+        total: None,
         check: check_finite,
     };
     model.visit(&mut combiner);
-    let non_finite = match combiner.non_finite.take() {
-        Some(count) => count.try_into_scalar::<f32>().map_err(backend)? > 0.0,
+    let non_finite = match combiner.total.take() {
+        Some(total) => !total.try_into_scalar::<f32>().map_err(backend)?.is_finite(),
         None => false,
     };
     Ok(BatchGradients {
@@ -348,7 +467,9 @@ pub fn batch_gradients(
 }
 
 impl Engine {
-    /// Gradients over the devices, then one SGD step (skipped on f16 overflow).
+    /// Gradients over the devices, then one SGD step. A step whose loss or gradients are
+    /// not finite is not applied: under f16 it is an overflow (the scale backs off, down
+    /// to [`MIN_LOSS_SCALE`], where overflows are counted); in f32 the caller stops.
     fn step(
         &mut self,
         model: AlexNet,
@@ -368,23 +489,27 @@ impl Engine {
             batch.targets,
             self.dtype,
             scale,
-            self.scaling,
+            true,
         )?;
-        if self.scaling && non_finite {
-            // f16 overflow: skip this step and retry with a smaller scale.
-            self.scale.scale = (self.scale.scale * self.backoff_factor).max(1.0);
-            self.scale.good_steps = 0;
-            return Ok((
-                model,
-                StepOutcome {
-                    loss,
-                    log_probs,
-                    applied: false,
-                },
-            ));
+        if non_finite || !loss.is_finite() {
+            if self.scaling {
+                if scale <= MIN_LOSS_SCALE {
+                    self.scale.overflows_at_min += 1;
+                }
+                self.scale.scale = (scale * self.backoff_factor).max(MIN_LOSS_SCALE);
+                self.scale.good_steps = 0;
+            }
+            let outcome = StepOutcome {
+                loss,
+                log_probs,
+                applied: false,
+                non_finite_grads: non_finite,
+            };
+            return Ok((model, outcome));
         }
         let model = self.optim.step(lr, model, grads);
         if self.scaling {
+            self.scale.overflows_at_min = 0;
             self.scale.good_steps += 1;
             if self.scale.good_steps >= self.growth_interval {
                 self.scale.scale *= self.growth_factor;
@@ -397,6 +522,7 @@ impl Engine {
                 loss,
                 log_probs,
                 applied: true,
+                non_finite_grads: false,
             },
         ))
     }
@@ -485,6 +611,48 @@ fn preview_grid(
 
 fn model_bytes(model: &AlexNet) -> Result<Vec<u8>> {
     Ok(model.to_record().into_bytes().map_err(backend)?.to_vec())
+}
+
+/// The class labels of a prepared dataset, in id order.
+pub fn class_labels(data: &ProcessedDataset) -> Vec<String> {
+    data.categories()
+        .iter()
+        .map(|category| category.label.clone())
+        .collect()
+}
+
+/// A checkpoint that records its classes is used only with a dataset of the same
+/// classes; the error names the first that differ on both sides.
+pub fn check_same_classes(
+    checkpoint: &Path,
+    trained: &[String],
+    data: &[String],
+    data_dir: &Path,
+) -> Result<()> {
+    if trained.is_empty() || trained == data {
+        return Ok(());
+    }
+    let shown = |labels: &[String]| {
+        let mut text = labels
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if labels.len() > 5 {
+            text.push_str(&format!(", … ({} in all)", labels.len()));
+        }
+        text
+    };
+    Err(TrainError::Checkpoint {
+        path: checkpoint.to_path_buf(),
+        reason: format!(
+            "was trained on the classes [{}] but {} lists [{}]",
+            shown(trained),
+            data_dir.join("categories.csv").display(),
+            shown(data)
+        ),
+    })
 }
 
 /// Compares the checkpoint's network with the configured one; a difference is an error
@@ -667,6 +835,12 @@ impl Session {
                 train_config.loss_scale.initial,
             ),
         };
+        let mut state = state;
+        let classes = class_labels(&data);
+        if let Some(checkpoint) = &checkpoint {
+            check_same_classes(&checkpoint.dir, &state.classes, &classes, data.root())?;
+        }
+        state.classes = classes;
         let schedule =
             Schedule::restore(&train_config.scheduler, train_config.lr, &state.schedule)?;
         let last_checkpoint = checkpoint.as_ref().map(|c| c.dir.clone());
@@ -727,7 +901,24 @@ impl Session {
         resolved.model = model_config.clone();
         write_atomic(&run_dir.join("config.toml"), resolved.to_toml()?.as_bytes())?;
         let tensorboard_dir = run_dir.join("tensorboard");
+        let earlier_events = crate::tensorboard::has_event_files(&tensorboard_dir)?;
+        let earlier_starts = crate::tensorboard::session_starts(&tensorboard_dir)?;
         let mut board = TensorBoard::create(&tensorboard_dir)?;
+        // Every session opens with a `SessionLog.START` at its first step. TensorBoard
+        // takes a run's first one as its beginning and each later one as a restart that
+        // drops the points at its step and after: those an interrupted run wrote past
+        // its checkpoint, or everything when a run killed before its first checkpoint
+        // starts over. A folder written before sessions were marked gets one more, so
+        // that this restart is not taken for the beginning.
+        let first_step = if state.epoch == 0 {
+            0
+        } else {
+            state.epoch as u64 + 1
+        };
+        if earlier_events && earlier_starts.is_empty() {
+            board.session_start(first_step)?;
+        }
+        board.session_start(first_step)?;
         let parameters = model.num_trainable_params();
         let [h, w] = train_pipeline.output_size();
         let summary = model_config.summary(h as usize, w as usize)?;
@@ -751,9 +942,6 @@ impl Session {
             )? {
                 board.image("augmented_training_images", &grid, 0)?;
             }
-        } else {
-            // Points past the checkpoint that an interrupted run wrote are dropped by readers.
-            board.session_start(state.epoch as u64 + 1)?;
         }
         board.flush()?;
 
@@ -766,6 +954,7 @@ impl Session {
             growth_factor: train_config.loss_scale.growth_factor,
             backoff_factor: train_config.loss_scale.backoff_factor,
             growth_interval: train_config.loss_scale.growth_interval,
+            max_overflows_at_min: train_config.loss_scale.max_overflows_at_min_scale,
             classes: data.num_classes(),
         };
         let batches = train_set.len_items() / train_config.batch_size;
@@ -789,7 +978,10 @@ impl Session {
             let lr = schedule.lr();
             // Dropout draws from the device generator; reseeding per epoch makes each epoch's
             // masks independent of how the run got there (fresh or resumed).
-            main.seed(epoch_seed(seed, epoch as u64));
+            // Each device has its own generator; the first is also the loader's device.
+            for (k, device) in distinct(&engine.devices).into_iter().enumerate() {
+                device.seed(epoch_seed(seed, epoch as u64).wrapping_add(k as u64));
+            }
             let loader = train_loader(
                 &train_set,
                 ImageBatcher::new(train_pipeline.clone(), pool.clone(), seed, epoch as u64),
@@ -806,7 +998,20 @@ impl Session {
             let mut train_acc = Accumulator::default();
             let mut loss_sum = 0.0f64;
             let mut skipped = 0u64;
+            let mut applied = 0u64;
             let last_good = last_checkpoint.clone();
+            let global_step = &mut state.global_step;
+            let stop = |what: String, batch: usize, step: u64| TrainError::NonFinite {
+                what,
+                epoch,
+                batch,
+                step,
+                last_checkpoint: last_good
+                    .as_ref()
+                    .map_or("none (no checkpoint yet)".into(), |p| {
+                        p.display().to_string()
+                    }),
+            };
             // The step takes the model by value: with no other handle on its parameters
             // the optimizer updates them in place instead of allocating new ones.
             let mut current = Some(model);
@@ -815,34 +1020,41 @@ impl Session {
                 let classes = batch.classes.clone();
                 let taken = current.take().ok_or_else(lost)?;
                 let (updated, outcome) = engine.step(taken, batch, lr)?;
-                // Under f16 an overflowing step is skipped and retried with a smaller scale;
-                // anything else non-finite is divergence.
-                let overflow_skipped = engine.scaling && !outcome.applied;
-                let acceptable = outcome.loss.is_finite() || overflow_skipped;
-                if !acceptable {
-                    return Err(TrainError::NonFiniteLoss {
-                        value: outcome.loss,
-                        epoch,
-                        batch: index + 1,
-                        step: state.global_step + 1,
-                        last_checkpoint: last_good
-                            .as_ref()
-                            .map_or("none (no checkpoint yet)".into(), |p| {
-                                p.display().to_string()
-                            }),
-                    });
-                }
                 current = Some(updated);
-                if outcome.applied {
-                    state.global_step += 1;
-                } else {
-                    skipped += 1;
+                // Under f16 a non-finite step is an overflow, skipped and retried with a
+                // smaller scale, until even the smallest scale keeps overflowing; in f32
+                // it is divergence.
+                if engine.scaling {
+                    if engine.scale.overflows_at_min >= engine.max_overflows_at_min {
+                        return Err(stop(
+                            format!(
+                                "f16 steps overflowed {} times in a row at the smallest loss scale ({MIN_LOSS_SCALE}), the last loss {}",
+                                engine.scale.overflows_at_min, outcome.loss
+                            ),
+                            index + 1,
+                            *global_step + 1,
+                        ));
+                    }
+                } else if !outcome.loss.is_finite() {
+                    return Err(stop(
+                        format!("loss became {}", outcome.loss),
+                        index + 1,
+                        *global_step + 1,
+                    ));
+                } else if outcome.non_finite_grads {
+                    return Err(stop(
+                        "gradients became non-finite (NaN or infinite)".into(),
+                        index + 1,
+                        *global_step + 1,
+                    ));
                 }
-                // A skipped f16 step still measured the batch (its gradients overflowed,
-                // not its loss).
-                if outcome.loss.is_finite() {
+                if outcome.applied {
+                    *global_step += 1;
+                    applied += 1;
                     loss_sum += f64::from(outcome.loss) * classes.len() as f64;
                     train_acc.add_log_probs(&outcome.log_probs, engine.classes, &classes);
+                } else {
+                    skipped += 1;
                 }
                 bar.inc(1);
                 bar.set_message(format!(
@@ -856,11 +1068,38 @@ impl Session {
             finish_progress(&bar);
             result?;
             model = current.ok_or_else(lost)?;
+            // Nothing non-finite is evaluated, logged or saved.
+            if applied == 0 {
+                return Err(stop(
+                    format!(
+                        "no optimizer step completed in the epoch ({skipped} skipped as f16 overflows)"
+                    ),
+                    batches,
+                    state.global_step,
+                ));
+            }
+            if !all_finite(&model)? {
+                return Err(stop(
+                    "parameters or BatchNorm statistics became non-finite".into(),
+                    batches,
+                    state.global_step,
+                ));
+            }
             let train_seconds = started.elapsed().as_secs_f64();
             let (val, _) = evaluate(&model, &val_set, eval_pipeline.clone(), &eval_options)?;
+            if !val.loss().is_finite() {
+                return Err(stop(
+                    format!(
+                        "validation loss is {} (the model's validation outputs are not finite)",
+                        val.loss()
+                    ),
+                    batches,
+                    state.global_step,
+                ));
+            }
             let metrics = EpochMetrics {
                 epoch,
-                train_loss: loss_sum / train_acc.count.max(1) as f64,
+                train_loss: loss_sum / train_acc.count as f64,
                 train_accuracy: train_acc.top1(),
                 val_loss: val.loss(),
                 val_top1: val.top1(),
@@ -900,6 +1139,7 @@ impl Session {
                 board.scalar("skipped_steps", skipped as f64, step)?;
             }
             board.flush()?;
+            crate::checkpoint::pause_point("epoch-logged", epoch);
             schedule.step(&metrics);
             state.epoch = epoch;
             state.schedule = schedule.state();
@@ -936,6 +1176,17 @@ impl Session {
             interrupted,
         })
     }
+}
+
+/// The distinct devices of `devices`, in first-seen order.
+fn distinct(devices: &[Device]) -> Vec<&Device> {
+    let mut seen: Vec<&Device> = Vec::new();
+    for device in devices {
+        if !seen.contains(&device) {
+            seen.push(device);
+        }
+    }
+    seen
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename.
