@@ -16,7 +16,7 @@ use alexnet::{
         trainer::{batch_gradients, train},
     },
 };
-use common::{serial, tiny_config};
+use common::{separable_dataset, serial, tiny_config};
 
 /// Every float parameter's values, in visiting order.
 struct Collect(Vec<Vec<f32>>);
@@ -94,22 +94,41 @@ fn two_devices_take_the_same_step_as_one_with_the_whole_batch() {
     );
 }
 
+/// Data-parallel training on two handles of one device learns the separable fixture.
 #[test]
 fn alexnet_trains_data_parallel() {
     let _serial = serial();
     let run = tempfile::tempdir().unwrap();
     let mut config = tiny_config(run.path());
+    config.train.data = Some(separable_dataset().to_path_buf());
     config.train.device = "flex,flex".into();
     config.train.epochs = 6;
-    config.train.batch_size = 12;
+    config.train.batch_size = 18;
+    config.train.eval_batch_size = 30;
     let summary = train(&config, &mut |_| true).unwrap();
-    let last = summary.history.last().unwrap();
-    assert!(last.train_accuracy > 0.5, "{:?}", summary.history);
-    assert!(
-        last.train_loss < summary.history[0].train_loss,
-        "{:?}",
-        summary.history
-    );
+    let curve: Vec<String> = summary
+        .history
+        .iter()
+        .map(|m| {
+            format!(
+                "{:.3}/{:.2} val {:.3}/{:.2}",
+                m.train_loss, m.train_accuracy, m.val_loss, m.val_top1
+            )
+        })
+        .collect();
+    // Shards of 9 images make BatchNorm's batch statistics noisy (one device with batches
+    // of 9 is as noisy), so the margins are on the best epochs. Measured over seeds 42, 1,
+    // 2, 3 (and more, see the closing note): the best validation accuracy is 100 %, the
+    // best training accuracy 0.92–1.00, the lowest loss 0.02–0.21 of the first epoch's.
+    // Chance: 25 %, a loss of 1.39.
+    let first = &summary.history[0];
+    let later = &summary.history[1..];
+    let best_val = later.iter().map(|m| m.val_top1).fold(0.0, f64::max);
+    let best_train = later.iter().map(|m| m.train_accuracy).fold(0.0, f64::max);
+    let lowest = later.iter().map(|m| m.train_loss).fold(f64::MAX, f64::min);
+    assert!(best_val >= 0.9, "validation accuracy: {curve:?}");
+    assert!(best_train >= 0.8, "training accuracy: {curve:?}");
+    assert!(lowest < 0.5 * first.train_loss, "training loss: {curve:?}");
 }
 
 #[test]

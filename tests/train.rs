@@ -12,21 +12,22 @@ use alexnet::{
         ExperimentConfig, TrainError,
         checkpoint::CheckpointStore,
         config::Resume,
+        metrics::EpochMetrics,
         run::{TestView, test},
         tensorboard::read_event_dir,
         trainer::train,
     },
 };
-use common::{learnable_dataset, serial, tiny_config, tiny_dataset};
+use common::{separable_dataset, serial, tiny_config, tiny_dataset};
 
 #[test]
 fn a_few_epochs_learn() {
     let _serial = serial();
     let run = tempfile::tempdir().unwrap();
     let mut config = tiny_config(run.path());
-    // 88 training images in batches of 18: four steps an epoch (drop_last). The 3-class fixture
-    // has too few steps for its loss curve to rise above dropout and batch noise.
-    config.train.data = Some(learnable_dataset().to_path_buf());
+    // 88 training images in batches of 18: four steps an epoch (drop_last), 24 in all, on
+    // four classes of one colour each, which any correct training learns completely.
+    config.train.data = Some(separable_dataset().to_path_buf());
     config.train.batch_size = 18;
     config.train.eval_batch_size = 30;
     config.train.epochs = 6;
@@ -36,26 +37,33 @@ fn a_few_epochs_learn() {
     let curve: Vec<String> = summary
         .history
         .iter()
-        .map(|m| format!("{:.3}/{:.2}", m.train_loss, m.train_accuracy))
+        .map(|m| {
+            format!(
+                "{:.3}/{:.2} val {:.3}/{:.2}",
+                m.train_loss, m.train_accuracy, m.val_loss, m.val_top1
+            )
+        })
         .collect();
     let first = &summary.history[0];
     let last = &summary.history[5];
-    let late_loss = (summary.history[4].train_loss + last.train_loss) / 2.0;
-    // Four classes: chance is 1/4. Measured: loss 1.62 → 0.85–0.94, accuracy 0.36 → 0.81.
+    let late = &summary.history[3..];
+    let best = |value: fn(&EpochMetrics) -> f64| late.iter().map(value).fold(f64::MIN, f64::max);
+    let least = |value: fn(&EpochMetrics) -> f64| late.iter().map(value).fold(f64::MAX, f64::min);
+    // Wide margins: measured over seeds 42, 1, 2 (and more, see the closing note), the first
+    // epoch's loss is 1.2–1.7 and the last three epochs' lowest 0.000–0.003 with 100 %
+    // validation accuracy; chance is a loss of 1.39 and 25 %.
     assert!(
-        late_loss < 0.8 * first.train_loss,
-        "train loss/accuracy per epoch: {curve:?}"
+        least(|m| m.train_loss) < 0.1 * first.train_loss,
+        "train loss never fell tenfold: {curve:?}"
     );
     assert!(
-        last.train_accuracy > 0.6,
+        best(|m| m.val_top1) == 1.0,
+        "never classified all 32 validation images: {curve:?}"
+    );
+    assert!(
+        best(|m| m.train_accuracy) > 0.9,
         "train loss/accuracy per epoch: {curve:?}"
     );
-    let best_val = summary
-        .history
-        .iter()
-        .map(|m| m.val_top1)
-        .fold(0.0, f64::max);
-    assert!(best_val > 0.5, "best val accuracy {best_val}");
     assert_eq!(summary.parameters, 58_316_868);
 
     // The run directory holds what the architecture promises.

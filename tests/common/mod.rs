@@ -30,13 +30,6 @@ pub fn tiny_dataset() -> &'static Path {
     &DATA.get_or_init(|| prepared_dataset(3, 12)).1
 }
 
-/// A prepared 4-class dataset of 72×72 images, 30 per class: enough steps per epoch
-/// for the loss curve to say something beyond batch noise.
-pub fn learnable_dataset() -> &'static Path {
-    static DATA: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &DATA.get_or_init(|| prepared_dataset(4, 30)).1
-}
-
 /// A prepared 4-class dataset of 72×72 images, 30 per class, that any correct training
 /// learns completely in a few steps: each class is one colour (red, green, blue,
 /// yellow) under per-image brightness and per-pixel noise. The learning tests assert on
