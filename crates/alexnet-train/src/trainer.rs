@@ -1072,7 +1072,8 @@ impl Session {
             if applied == 0 {
                 return Err(stop(
                     format!(
-                        "no optimizer step completed in the epoch ({skipped} skipped as f16 overflows)"
+                        "no optimizer step completed in the epoch ({skipped} skipped as f16 overflows, the loss scale now {}; a smaller train.loss_scale.initial takes fewer steps to fit)",
+                        engine.scale.scale
                     ),
                     batches,
                     state.global_step,
