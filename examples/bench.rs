@@ -120,6 +120,10 @@ struct ModelArgs {
     /// (alexnet_model::native, alexnet_train::sgd): for comparison.
     #[arg(long)]
     no_native: bool,
+    /// Also sum the gradients and read the sum back every step, as the trainer does to
+    /// stop on a non-finite gradient: its cost, for comparison.
+    #[arg(long)]
+    check_finite: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -418,7 +422,7 @@ fn alexnet_bench_model(args: ModelArgs, train: bool) -> Result<()> {
                 targets.clone(),
                 dtype,
                 1.0,
-                false,
+                args.check_finite,
             )?;
             model = optim.step(0.01, model, grads.grads);
             wait_for(&model);
@@ -445,7 +449,11 @@ fn alexnet_bench_model(args: ModelArgs, train: bool) -> Result<()> {
         args.device.replace(',', "+"),
         args.size,
         if args.no_native { "-no-native" } else { "" }
-    );
+    ) + if args.check_finite {
+        "-check-finite"
+    } else {
+        ""
+    };
     report(&name, rates);
     Ok(())
 }

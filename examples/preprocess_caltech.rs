@@ -46,6 +46,10 @@ struct Args {
     /// Worker threads (overrides prep.jobs; 0 = all cores).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Files larger than this many bytes are skipped unread (overrides
+    /// prep.max_file_bytes).
+    #[arg(long)]
+    max_file_bytes: Option<u64>,
     /// Replace the outputs of an earlier run in --output.
     #[arg(long)]
     overwrite: bool,
@@ -109,6 +113,9 @@ fn run(args: Args) -> Result<()> {
     if let Some(jobs) = args.jobs {
         prep_config.jobs = jobs;
     }
+    if let Some(limit) = args.max_file_bytes {
+        prep_config.max_file_bytes = limit;
+    }
     let output = prep_config.output.clone().context("output folder")?;
     let report = prep::Preprocessor::new(prep_config)
         .overwrite(args.overwrite)
@@ -141,5 +148,7 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn main() {
-    support::main(|| run(Args::parse()));
+    // Not `support::main`: freed decode buffers go back to the system at once.
+    support::return_freed_memory();
+    support::finish(run(Args::parse()));
 }

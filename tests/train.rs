@@ -18,7 +18,7 @@ use alexnet::{
         trainer::train,
     },
 };
-use common::{separable_dataset, serial, tiny_config, tiny_dataset};
+use common::{separable_dataset, serial, tensorboard_steps, tiny_config, tiny_dataset};
 
 #[test]
 fn a_few_epochs_learn() {
@@ -44,6 +44,7 @@ fn a_few_epochs_learn() {
             )
         })
         .collect();
+    eprintln!("loss/accuracy and validation per epoch: {curve:?}");
     let first = &summary.history[0];
     let last = &summary.history[5];
     let late = &summary.history[3..];
@@ -155,6 +156,14 @@ fn kill_and_resume_equals_an_uninterrupted_run() {
     for (tag, points) in &events.scalars {
         let steps: Vec<u64> = points.iter().map(|p| p.0).collect();
         assert_eq!(steps, vec![1, 2, 3, 4], "{tag}");
+    }
+    if let Some(seen) = tensorboard_steps(&resumed_dir.path().join("tensorboard")) {
+        for (tag, steps) in seen
+            .iter()
+            .filter(|(tag, _)| !tag.starts_with("model/") && !tag.starts_with("augmented"))
+        {
+            assert_eq!(steps, &vec![1, 2, 3, 4], "TensorBoard's reader, tag {tag}");
+        }
     }
     let resumed_loss = events.scalars["loss/train"][2].1;
     assert!((f64::from(resumed_loss) - second.history[2].train_loss).abs() < 1e-5);

@@ -35,12 +35,38 @@ pub fn keep_freed_memory() {
     }
 }
 
-/// Runs an example's `run` with the allocator set up; an error is printed as one
-/// `error: …` line and exits with status 1.
+/// Returns freed memory to the operating system at once (mimalloc's purge delay 0), for
+/// preprocessing: each job decodes one image at a time into a buffer of up to
+/// `3 · prep.max_pixels` bytes and frees it, and a freed 300 MB buffer kept for the
+/// default second would raise the peak above the bound docs/design.md states (measured
+/// with 100-megapixel JPEGs at `--jobs 2`: 669 MiB with this, 784–902 MiB with the
+/// default delay, 978 MiB when freed memory is kept).
+///
+/// A `MIMALLOC_PURGE_DELAY` set in the environment wins.
+#[allow(dead_code)]
+pub fn return_freed_memory() {
+    // SAFETY: as in `keep_freed_memory`.
+    unsafe {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
+            && mi_option_get(PURGE_DELAY) == DEFAULT_PURGE_DELAY_MS
+        {
+            mi_option_set(PURGE_DELAY, 0);
+        }
+    }
+}
+
+/// Runs an example's `run` with the allocator set to keep freed memory (training and
+/// benchmarks); an error is printed as one `error: …` line and exits with status 1.
 #[allow(dead_code)] // the integration tests include this module for the allocator only
 pub fn main(run: impl FnOnce() -> anyhow::Result<()>) {
     keep_freed_memory();
-    if let Err(error) = run() {
+    finish(run());
+}
+
+/// Ends an example: an error is printed as one `error: …` line and exits with status 1.
+#[allow(dead_code)]
+pub fn finish(result: anyhow::Result<()>) {
+    if let Err(error) = result {
         eprintln!("error: {error}");
         std::process::exit(1);
     }

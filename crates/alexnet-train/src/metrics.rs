@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 pub struct EpochMetrics {
     /// Epoch number, from 1.
     pub epoch: usize,
-    /// Mean training loss over the epoch's batches (weighted by batch size).
+    /// Mean training loss over the epoch's applied steps (weighted by batch size; f16
+    /// steps skipped as overflows are not counted).
     pub train_loss: f64,
-    /// Training accuracy over the augmented batches, in training mode.
+    /// Training accuracy over the augmented batches of the applied steps, in training
+    /// mode.
     pub train_accuracy: f64,
     /// Validation loss.
     pub val_loss: f64,
