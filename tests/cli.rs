@@ -359,23 +359,24 @@ fn preprocess_train_and_test_succeed_end_to_end() {
         String::from_utf8_lossy(&prep.stdout)
     );
     fs::write(cwd.join("tiny.toml"), TINY_CONFIG).unwrap();
-    let trained = succeeds(run(
-        "train_caltech",
-        &[
+    let train = |extra: &[&str]| {
+        let mut args = vec![
             "--config",
             "tiny.toml",
             "--data",
             "data",
             "--run-dir",
             "run",
-        ],
-        cwd,
-    ));
+        ];
+        args.extend_from_slice(extra);
+        succeeds(run("train_caltech", &args, cwd))
+    };
+    let trained = train(&[]);
     let stdout = String::from_utf8_lossy(&trained.stdout);
     assert!(stdout.contains("done: 2 epochs"), "{stdout}");
     assert!(cwd.join("run/checkpoints/epoch-0002").is_dir());
 
-    let (top1, _, images) = scores(&run("test_caltech", &["--run-dir", "run"], cwd));
+    let (_, _, images) = scores(&run("test_caltech", &["--run-dir", "run"], cwd));
     assert_eq!(
         images, 9,
         "the validation split: 12 images a class, a quarter of them"
@@ -394,25 +395,9 @@ fn preprocess_train_and_test_succeed_end_to_end() {
     );
     assert!(!stderr.contains("demo dataset"), "{stderr}");
     assert!(!cwd.join("demo").exists(), "the demo dataset was generated");
-    let _ = top1;
 
     // A resume that keeps the checkpoint's seed says so in the run's log file too.
-    succeeds(run(
-        "train_caltech",
-        &[
-            "--config",
-            "tiny.toml",
-            "--data",
-            "data",
-            "--run-dir",
-            "run",
-            "--epochs",
-            "3",
-            "--seed",
-            "5",
-        ],
-        cwd,
-    ));
+    train(&["--epochs", "3", "--seed", "5"]);
     let log = fs::read_to_string(cwd.join("run/train.log")).unwrap();
     assert!(log.contains("seed 42 is kept"), "{log}");
 

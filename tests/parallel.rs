@@ -16,7 +16,7 @@ use alexnet::{
         trainer::{batch_gradients, train},
     },
 };
-use common::{separable_dataset, serial, tiny_config};
+use common::{curve, separable_dataset, serial, tiny_config};
 
 /// Every float parameter's values, in visiting order.
 struct Collect(Vec<Vec<f32>>);
@@ -106,16 +106,7 @@ fn alexnet_trains_data_parallel() {
     config.train.batch_size = 18;
     config.train.eval_batch_size = 30;
     let summary = train(&config, &mut |_| true).unwrap();
-    let curve: Vec<String> = summary
-        .history
-        .iter()
-        .map(|m| {
-            format!(
-                "{:.3}/{:.2} val {:.3}/{:.2}",
-                m.train_loss, m.train_accuracy, m.val_loss, m.val_top1
-            )
-        })
-        .collect();
+    let curve = curve(&summary.history);
     eprintln!("loss/accuracy and validation per epoch: {curve:?}");
     // Shards of 9 images make BatchNorm's batch statistics noisy (one device with batches
     // of 9 is as noisy), so the margins are on the best epochs. Measured over seeds 42, 1,

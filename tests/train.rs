@@ -18,7 +18,7 @@ use alexnet::{
         trainer::train,
     },
 };
-use common::{separable_dataset, serial, tensorboard_steps, tiny_config, tiny_dataset};
+use common::{curve, separable_dataset, serial, tensorboard_steps, tiny_config, tiny_dataset};
 
 #[test]
 fn a_few_epochs_learn() {
@@ -34,16 +34,7 @@ fn a_few_epochs_learn() {
     config.train.checkpoint_interval = 3;
     let summary = train(&config, &mut |_| true).unwrap();
     assert_eq!(summary.history.len(), 6);
-    let curve: Vec<String> = summary
-        .history
-        .iter()
-        .map(|m| {
-            format!(
-                "{:.3}/{:.2} val {:.3}/{:.2}",
-                m.train_loss, m.train_accuracy, m.val_loss, m.val_top1
-            )
-        })
-        .collect();
+    let curve = curve(&summary.history);
     eprintln!("loss/accuracy and validation per epoch: {curve:?}");
     let first = &summary.history[0];
     let last = &summary.history[5];

@@ -71,18 +71,37 @@ pub fn separable_dataset() -> &'static Path {
                     std::fs::write(folder.join(format!("{i:04}.jpg")), bytes).expect("write");
                 }
             }
-            let out = dir.path().join("processed");
-            let prep = PrepConfig {
-                input: Some(raw),
-                output: Some(out.clone()),
-                size: 72,
-                val_split: 0.25,
-                ..PrepConfig::default()
-            };
-            Preprocessor::new(prep).run().expect("preprocessing");
+            let out = preprocess_72(raw, dir.path());
             (dir, out)
         })
         .1
+}
+
+/// Preprocesses `raw` to 72×72 images in `dir/processed`, a quarter held out.
+fn preprocess_72(raw: PathBuf, dir: &Path) -> PathBuf {
+    let out = dir.join("processed");
+    let prep = PrepConfig {
+        input: Some(raw),
+        output: Some(out.clone()),
+        size: 72,
+        val_split: 0.25,
+        ..PrepConfig::default()
+    };
+    Preprocessor::new(prep).run().expect("preprocessing");
+    out
+}
+
+/// Each epoch's `train loss/accuracy val loss/accuracy`, for assertion messages.
+pub fn curve(history: &[alexnet::train::metrics::EpochMetrics]) -> Vec<String> {
+    history
+        .iter()
+        .map(|m| {
+            format!(
+                "{:.3}/{:.2} val {:.3}/{:.2}",
+                m.train_loss, m.train_accuracy, m.val_loss, m.val_top1
+            )
+        })
+        .collect()
 }
 
 fn prepared_dataset(classes: usize, images_per_class: usize) -> (tempfile::TempDir, PathBuf) {
@@ -97,15 +116,7 @@ fn prepared_dataset(classes: usize, images_per_class: usize) -> (tempfile::TempD
         ..DemoConfig::default()
     };
     alexnet::prep::generate_demo(&raw, &demo).expect("demo data");
-    let out = dir.path().join("processed");
-    let prep = PrepConfig {
-        input: Some(raw),
-        output: Some(out.clone()),
-        size: 72,
-        val_split: 0.25,
-        ..PrepConfig::default()
-    };
-    Preprocessor::new(prep).run().expect("preprocessing");
+    let out = preprocess_72(raw, dir.path());
     (dir, out)
 }
 
