@@ -12,8 +12,8 @@ use std::{
     process::{Command, Stdio},
 };
 
-use alexnet::train::{checkpoint::TrainerState, tensorboard::read_event_dir};
-use common::{example, tensorboard_steps, tiny_dataset};
+use alexnet::train::checkpoint::TrainerState;
+use common::{assert_one_point_per_epoch, example, tiny_dataset, within_1e6};
 
 const EPOCHS: usize = 4;
 
@@ -135,28 +135,12 @@ fn sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run() {
     assert_eq!(reference.len(), EPOCHS);
     assert_eq!(resumed.len(), EPOCHS);
     for (epoch, (a, b)) in reference.iter().zip(&resumed).enumerate() {
-        let close = |x: f64, y: f64| (x - y).abs() <= 1e-6 * x.abs().max(1.0);
         assert!(
-            close(a.0, b.0) && close(a.1, b.1) && a.2 == b.2,
+            within_1e6(a.0, b.0) && within_1e6(a.1, b.1) && a.2 == b.2,
             "epoch {}: uninterrupted (train loss, val loss, train acc) {a:?}, killed and resumed {b:?}",
             epoch + 1
         );
     }
 
-    let board = cwd.join("killed/tensorboard");
-    let events = read_event_dir(&board).unwrap();
-    let epochs: Vec<u64> = (1..=EPOCHS as u64).collect();
-    for (tag, points) in &events.scalars {
-        let steps: Vec<u64> = points.iter().map(|p| p.0).collect();
-        assert_eq!(steps, epochs, "{tag}");
-    }
-    if let Some(seen) = tensorboard_steps(&board) {
-        for (tag, steps) in &seen {
-            if tag.starts_with("model/") || tag.starts_with("augmented") {
-                assert_eq!(steps, &vec![0], "TensorBoard's reader, tag {tag}");
-            } else {
-                assert_eq!(steps, &epochs, "TensorBoard's reader, tag {tag}");
-            }
-        }
-    }
+    assert_one_point_per_epoch(&cwd.join("killed/tensorboard"), EPOCHS as u64);
 }

@@ -23,6 +23,12 @@ pub const DEFAULT_PURGE_DELAY_MS: std::ffi::c_long = 1000;
 ///
 /// A `MIMALLOC_PURGE_DELAY` set in the environment wins.
 pub fn keep_freed_memory() {
+    set_purge_delay(-1);
+}
+
+/// Sets mimalloc's purge delay to `ms` (-1: never purge), unless the environment sets
+/// `MIMALLOC_PURGE_DELAY`.
+fn set_purge_delay(ms: std::ffi::c_long) {
     // SAFETY: reading and setting an integer option has no preconditions; mimalloc reads
     // this one each time it considers a purge.
     unsafe {
@@ -30,7 +36,7 @@ pub fn keep_freed_memory() {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
             && mi_option_get(PURGE_DELAY) == DEFAULT_PURGE_DELAY_MS
         {
-            mi_option_set(PURGE_DELAY, -1);
+            mi_option_set(PURGE_DELAY, ms);
         }
     }
 }
@@ -45,14 +51,7 @@ pub fn keep_freed_memory() {
 /// A `MIMALLOC_PURGE_DELAY` set in the environment wins.
 #[allow(dead_code)]
 pub fn return_freed_memory() {
-    // SAFETY: as in `keep_freed_memory`.
-    unsafe {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
-            && mi_option_get(PURGE_DELAY) == DEFAULT_PURGE_DELAY_MS
-        {
-            mi_option_set(PURGE_DELAY, 0);
-        }
-    }
+    set_purge_delay(0);
 }
 
 /// Runs an example's `run` with the allocator set to keep freed memory (training and

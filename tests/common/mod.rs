@@ -223,3 +223,43 @@ pub fn example(name: &str) -> PathBuf {
     }
     path
 }
+
+/// Whether `x` and `y` agree within 1e-6 (relative, absolute below 1): how exactly a
+/// resumed run must repeat an uninterrupted one.
+pub fn within_1e6(x: f64, y: f64) -> bool {
+    (x - y).abs() <= 1e-6 * x.abs().max(1.0)
+}
+
+/// Asserts that the TensorBoard folder `dir` shows one point per epoch `1..=epochs` for
+/// every curve and one at step 0 for the summary and preview, as this project's reader
+/// sees it and, where available, TensorBoard's own ([`tensorboard_steps`]). Returns
+/// this project's view for further checks.
+pub fn assert_one_point_per_epoch(
+    dir: &Path,
+    epochs: u64,
+) -> alexnet::train::tensorboard::EventLog {
+    let expected: Vec<u64> = (1..=epochs).collect();
+    let events = alexnet::train::tensorboard::read_event_dir(dir).expect("event files");
+    for (tag, points) in &events.scalars {
+        let steps: Vec<u64> = points.iter().map(|p| p.0).collect();
+        assert_eq!(steps, expected, "{tag}");
+    }
+    for (tag, steps) in &events.images {
+        assert_eq!(steps, &vec![0], "{tag}");
+    }
+    for (tag, texts) in &events.texts {
+        let steps: Vec<u64> = texts.iter().map(|t| t.0).collect();
+        assert_eq!(steps, vec![0], "{tag}");
+    }
+    if let Some(seen) = tensorboard_steps(dir) {
+        for (tag, steps) in &seen {
+            if tag.starts_with("model/") || tag.starts_with("augmented") {
+                assert_eq!(steps, &vec![0], "TensorBoard's reader, tag {tag}");
+            } else {
+                assert_eq!(steps, &expected, "TensorBoard's reader, tag {tag}");
+            }
+        }
+        assert!(seen.contains_key("loss/train"), "{seen:?}");
+    }
+    events
+}

@@ -487,7 +487,6 @@ fn plan_jobs(classes: &[crate::scan::ClassFolder], config: &PrepConfig) -> Vec<J
     jobs
 }
 
-/// Per-thread state: the resizer and the encode buffer, reused across images.
 /// The file's bytes, or `Err(size)` when it holds more than `limit` bytes (then only
 /// `limit + 1` of them were read).
 fn read_at_most(path: &Path, limit: u64) -> std::io::Result<std::result::Result<Vec<u8>, u64>> {
@@ -502,6 +501,7 @@ fn read_at_most(path: &Path, limit: u64) -> std::io::Result<std::result::Result<
     Ok(Ok(bytes))
 }
 
+/// Per-thread state: the resizer and the encode buffer, reused across images.
 struct Worker {
     resizer: SquareResizer,
     quality: u8,

@@ -160,26 +160,22 @@ pub(crate) fn scan(input: &Path, nested: NestedDirs, max_file_bytes: u64) -> Res
             let entries = sorted_entries(&input.join(&dir))?;
             for (entry, kind) in entries.into_iter().rev() {
                 let rel = dir.join(&entry);
-                let bytes = match kind {
-                    EntryKind::Dir { id } => {
-                        let looped = ancestors
-                            .iter()
-                            .find(|(ancestor, _)| id != (0, 0) && *ancestor == id);
-                        if let Some((_, target)) = looped {
-                            scan.skipped.push(SkippedFile {
-                                path: display(&rel),
-                                reason: SkipReason::FolderLoop(display(target)),
-                            });
-                        } else {
-                            let mut inner = ancestors.clone();
-                            inner.push((id, rel.clone()));
-                            stack.push((rel, inner));
-                        }
-                        continue;
+                if let EntryKind::Dir { id } = kind {
+                    let looped = ancestors
+                        .iter()
+                        .find(|(ancestor, _)| id != (0, 0) && *ancestor == id);
+                    if let Some((_, target)) = looped {
+                        scan.skipped.push(SkippedFile {
+                            path: display(&rel),
+                            reason: SkipReason::FolderLoop(display(target)),
+                        });
+                    } else {
+                        let mut inner = ancestors.clone();
+                        inner.push((id, rel.clone()));
+                        stack.push((rel, inner));
                     }
-                    EntryKind::File { bytes } => Some(bytes),
-                    EntryKind::Special(_) | EntryKind::Dangling => None,
-                };
+                    continue;
+                }
                 scan.files += 1;
                 if depth > 0 && nested == NestedDirs::Skip {
                     scan.nested_skipped += 1;
@@ -189,12 +185,14 @@ pub(crate) fn scan(input: &Path, nested: NestedDirs, max_file_bytes: u64) -> Res
                     });
                     continue;
                 }
-                let reason = match (kind, bytes) {
-                    (EntryKind::Special(what), _) => Some(SkipReason::NotAFile(what.into())),
-                    (_, Some(bytes)) if bytes > max_file_bytes => Some(SkipReason::TooLarge {
-                        bytes,
-                        limit: max_file_bytes,
-                    }),
+                let reason = match kind {
+                    EntryKind::Special(what) => Some(SkipReason::NotAFile(what.into())),
+                    EntryKind::File { bytes } if bytes > max_file_bytes => {
+                        Some(SkipReason::TooLarge {
+                            bytes,
+                            limit: max_file_bytes,
+                        })
+                    }
                     _ => sniff(&input.join(&rel)),
                 };
                 if let Some(reason) = reason {

@@ -189,6 +189,11 @@ pub fn epoch_dir_name(epoch: usize) -> String {
     format!("epoch-{epoch:04}")
 }
 
+/// The epoch of a checkpoint folder name ([`epoch_dir_name`]'s inverse).
+fn epoch_of_dir_name(name: &str) -> Option<usize> {
+    name.strip_prefix("epoch-")?.parse().ok()
+}
+
 impl CheckpointStore {
     /// The store in `run_dir/checkpoints`, keeping the newest `keep_last` epoch checkpoints.
     pub fn new(run_dir: &Path, keep_last: usize) -> Self {
@@ -212,9 +217,7 @@ impl CheckpointStore {
         for entry in fs::read_dir(&self.dir).at(&self.dir)? {
             let entry = entry.at(&self.dir)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(epoch) = name
-                .strip_prefix("epoch-")
-                .and_then(|n| n.parse::<usize>().ok())
+            if let Some(epoch) = epoch_of_dir_name(&name)
                 && entry.path().is_dir()
             {
                 found.push((epoch, entry.path()));
@@ -391,13 +394,9 @@ impl CheckpointStore {
         let mut candidates: Vec<PathBuf> = Vec::new();
         // Fallbacks come from the line `latest` is on: epochs before it. A later epoch
         // is another line's (see `prune`) and never resumed silently.
-        let latest_epoch = latest.as_ref().and_then(|dir| {
-            dir.file_name()?
-                .to_str()?
-                .strip_prefix("epoch-")?
-                .parse::<usize>()
-                .ok()
-        });
+        let latest_epoch = latest
+            .as_ref()
+            .and_then(|dir| epoch_of_dir_name(dir.file_name()?.to_str()?));
         if let Some(latest) = &latest {
             candidates.push(latest.clone());
         }

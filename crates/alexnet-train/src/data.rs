@@ -9,8 +9,8 @@
 //! (seed, epoch) alone, the augmentation of each image of (seed, epoch, index), and
 //! parallelism comes from decoding a batch's images on a thread pool.
 
-use std::ops::ControlFlow;
 use std::{
+    ops::ControlFlow,
     path::PathBuf,
     sync::{Arc, mpsc},
 };

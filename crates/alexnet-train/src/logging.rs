@@ -46,31 +46,50 @@ impl<'a> MakeWriter<'a> for ConsoleWriter {
     }
 }
 
-/// Appends to the log file.
-#[derive(Clone)]
-struct FileWriter(Arc<Mutex<fs::File>>);
+/// Appends to a writer shared by the threads that log: the run's log file, or the
+/// buffer [`console`] keeps. A poisoned lock drops the line rather than the run.
+struct SharedWriter<W>(Arc<Mutex<W>>);
 
-impl Write for FileWriter {
+impl<W> Clone for SharedWriter<W> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<W: Write> Write for SharedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self.0.lock() {
-            Ok(mut file) => file.write_all(buf).map(|()| buf.len()),
+            Ok(mut inner) => inner.write_all(buf).map(|()| buf.len()),
             Err(_) => Ok(buf.len()),
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         match self.0.lock() {
-            Ok(mut file) => file.flush(),
+            Ok(mut inner) => inner.flush(),
             Err(_) => Ok(()),
         }
     }
 }
 
-impl<'a> MakeWriter<'a> for FileWriter {
-    type Writer = FileWriter;
+impl<'a, W: Write + Send + 'static> MakeWriter<'a> for SharedWriter<W> {
+    type Writer = SharedWriter<W>;
     fn make_writer(&'a self) -> Self::Writer {
         self.clone()
     }
+}
+
+/// A layer writing plain lines (no colour, no target) at `level` and above to `writer`.
+fn plain_layer<S, W>(writer: SharedWriter<W>, level: LevelFilter) -> impl Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    W: Write + Send + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_target(false)
+        .with_ansi(false)
+        .with_filter(level)
 }
 
 /// Keeps the logging set up by [`init`] alive.
@@ -109,24 +128,24 @@ where
 /// Sends log lines at `config.level` and above to stderr and, when `run_dir` is given,
 /// to `run_dir/<config.file>` (appended, so a resumed run keeps the earlier lines).
 pub fn init(config: &LoggingConfig, run_dir: Option<&Path>) -> Result<LogGuard> {
+    init_after(config, run_dir, &[])
+}
+
+/// [`init`], first appending `earlier` (lines already logged) to the log file.
+fn init_after(config: &LoggingConfig, run_dir: Option<&Path>, earlier: &[u8]) -> Result<LogGuard> {
     config.validate()?;
     let level = LevelFilter::from_level(config.level_filter()?);
     let file_layer = match run_dir {
         Some(dir) => {
             fs::create_dir_all(dir).at(dir)?;
             let path = dir.join(&config.file);
-            let file = fs::OpenOptions::new()
+            let mut file = fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&path)
                 .at(&path)?;
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(FileWriter(Arc::new(Mutex::new(file))))
-                    .with_target(false)
-                    .with_ansi(false)
-                    .with_filter(level),
-            )
+            file.write_all(earlier).at(&path)?;
+            Some(plain_layer(SharedWriter(Arc::new(Mutex::new(file))), level))
         }
         None => None,
     };
@@ -145,44 +164,15 @@ pub struct ConsoleLog {
     _scoped: tracing::subscriber::DefaultGuard,
 }
 
-/// Appends to a buffer in memory.
-#[derive(Clone)]
-struct MemoryWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for MemoryWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut kept) = self.0.lock() {
-            kept.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for MemoryWriter {
-    type Writer = MemoryWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// Console logging for the calling thread until [`ConsoleLog::into_file`] or drop, its
 /// lines kept for the log file.
 pub fn console(config: &LoggingConfig) -> Result<ConsoleLog> {
     config.validate()?;
     let level = LevelFilter::from_level(config.level_filter()?);
     let kept = Arc::new(Mutex::new(Vec::new()));
-    let memory = tracing_subscriber::fmt::layer()
-        .with_writer(MemoryWriter(kept.clone()))
-        .with_target(false)
-        .with_ansi(false)
-        .with_filter(level);
     let subscriber = tracing_subscriber::registry()
         .with(console_layer(level))
-        .with(memory);
+        .with(plain_layer(SharedWriter(kept.clone()), level));
     Ok(ConsoleLog {
         config: config.clone(),
         kept,
@@ -201,17 +191,7 @@ impl ConsoleLog {
         } = self;
         drop(_scoped);
         let kept = kept.lock().map(|kept| kept.clone()).unwrap_or_default();
-        if !kept.is_empty() {
-            fs::create_dir_all(run_dir).at(run_dir)?;
-            let path = run_dir.join(&config.file);
-            fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .and_then(|mut file| file.write_all(&kept))
-                .at(&path)?;
-        }
-        init(&config, Some(run_dir))
+        init_after(&config, Some(run_dir), &kept)
     }
 }
 

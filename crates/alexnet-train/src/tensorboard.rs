@@ -40,18 +40,19 @@ fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// Whether `dir` already holds event files (a run that wrote curves before).
-pub fn has_event_files(dir: &Path) -> Result<bool> {
-    match fs::read_dir(dir) {
-        Ok(entries) => Ok(entries.flatten().any(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("events.out.tfevents.")
-        })),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(error) => Err(tb_error(dir, error)),
-    }
+/// The event files of `dir`, in name order (the order TensorBoard reads them).
+fn event_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|error| tb_error(dir, error))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("events.out.tfevents."))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// An open event file.
@@ -224,39 +225,34 @@ pub struct EventLog {
 /// run's first `SessionLog.START` marks its beginning, and each later one drops every
 /// point at its step and after that was read before it.
 pub fn read_event_dir(dir: &Path) -> Result<EventLog> {
-    read_events(dir, true)
+    read_events(&event_files(dir)?, true)
 }
 
-/// The session starts recorded in `dir` (none when it holds no event files). Unlike
-/// [`read_event_dir`] a damaged record ends its file instead of failing: a process
-/// killed while writing one leaves a torn last record, and a restart must go on.
-pub fn session_starts(dir: &Path) -> Result<Vec<u64>> {
-    if !has_event_files(dir)? {
-        return Ok(Vec::new());
+/// The session starts recorded in `dir`, or `None` when it holds no event files (a run
+/// that never wrote curves). Unlike [`read_event_dir`] a damaged record ends its file
+/// instead of failing: a process killed while writing one leaves a torn last record,
+/// and a restart must go on.
+pub fn session_starts(dir: &Path) -> Result<Option<Vec<u64>>> {
+    if !dir.is_dir() {
+        return Ok(None);
     }
-    Ok(read_events(dir, false)?.session_starts)
+    let files = event_files(dir)?;
+    if files.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(read_events(&files, false)?.session_starts))
 }
 
-fn read_events(dir: &Path, strict: bool) -> Result<EventLog> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(|error| tb_error(dir, error))?
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("events.out.tfevents."))
-        })
-        .collect();
-    files.sort();
+fn read_events(files: &[PathBuf], strict: bool) -> Result<EventLog> {
     let mut log = EventLog::default();
     for path in files {
         let mut bytes = Vec::new();
-        fs::File::open(&path)
+        fs::File::open(path)
             .and_then(|mut file| file.read_to_end(&mut bytes))
-            .map_err(|error| tb_error(&path, error))?;
+            .map_err(|error| tb_error(path, error))?;
         let mut rest = bytes.as_slice();
         while !rest.is_empty() {
-            let Some((event, after)) = next_event(&path, rest, strict)? else {
+            let Some((event, after)) = next_event(path, rest, strict)? else {
                 break;
             };
             rest = after;

@@ -187,14 +187,26 @@ impl ModuleVisitor for GradientCombiner<'_> {
                 grad = grad.mul_scalar(self.unscale);
             }
             if self.check {
-                let sum = grad.clone().sum();
-                self.total = Some(match self.total.take() {
-                    Some(total) => total + sum,
-                    None => sum,
-                });
+                add_to(&mut self.total, grad.clone().sum());
             }
             self.out.register(param.id, grad);
         }
+    }
+}
+
+/// Adds `value` to the running `total` (the first value starts it).
+fn add_to(total: &mut Option<Tensor<1>>, value: Tensor<1>) {
+    *total = Some(match total.take() {
+        Some(sum) => sum + value,
+        None => value,
+    });
+}
+
+/// Whether a sum built by [`add_to`] is finite (read back once); no sum is finite.
+fn sum_is_finite(total: Option<Tensor<1>>) -> Result<bool> {
+    match total {
+        Some(total) => Ok(total.try_into_scalar::<f32>().map_err(backend)?.is_finite()),
+        None => Ok(true),
     }
 }
 
@@ -203,11 +215,7 @@ struct ValueSum(Option<Tensor<1>>);
 
 impl ModuleVisitor for ValueSum {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let sum = param.val().sum();
-        self.0 = Some(match self.0.take() {
-            Some(total) => total + sum,
-            None => sum,
-        });
+        add_to(&mut self.0, param.val().sum());
     }
 }
 
@@ -215,10 +223,7 @@ impl ModuleVisitor for ValueSum {
 fn all_finite(model: &AlexNet) -> Result<bool> {
     let mut sum = ValueSum(None);
     model.visit(&mut sum);
-    match sum.0 {
-        Some(total) => Ok(total.try_into_scalar::<f32>().map_err(backend)?.is_finite()),
-        None => Ok(true),
-    }
+    sum_is_finite(sum.0)
 }
 
 /// Forces lazily initialized parameters to be drawn.
@@ -454,10 +459,7 @@ pub fn batch_gradients_with(
         check: check_finite,
     };
     model.visit(&mut combiner);
-    let non_finite = match combiner.total.take() {
-        Some(total) => !total.try_into_scalar::<f32>().map_err(backend)?.is_finite(),
-        None => false,
-    };
+    let non_finite = !sum_is_finite(combiner.total.take())?;
     Ok(BatchGradients {
         grads: combiner.out,
         loss: loss as f32,
@@ -803,7 +805,7 @@ impl Session {
         let mut model = model_config.init(&main)?;
         model.visit(&mut Materialize);
         let mut optim = sgd(config);
-        let state = match &checkpoint {
+        let mut state = match &checkpoint {
             Some(checkpoint) => {
                 let record =
                     ModuleRecord::from_bytes(Bytes::from_bytes_vec(checkpoint.model.clone()))
@@ -835,7 +837,6 @@ impl Session {
                 train_config.loss_scale.initial,
             ),
         };
-        let mut state = state;
         let classes = class_labels(&data);
         if let Some(checkpoint) = &checkpoint {
             check_same_classes(&checkpoint.dir, &state.classes, &classes, data.root())?;
@@ -901,7 +902,6 @@ impl Session {
         resolved.model = model_config.clone();
         write_atomic(&run_dir.join("config.toml"), resolved.to_toml()?.as_bytes())?;
         let tensorboard_dir = run_dir.join("tensorboard");
-        let earlier_events = crate::tensorboard::has_event_files(&tensorboard_dir)?;
         let earlier_starts = crate::tensorboard::session_starts(&tensorboard_dir)?;
         let mut board = TensorBoard::create(&tensorboard_dir)?;
         // Every session opens with a `SessionLog.START` at its first step. TensorBoard
@@ -915,7 +915,7 @@ impl Session {
         } else {
             state.epoch as u64 + 1
         };
-        if earlier_events && earlier_starts.is_empty() {
+        if earlier_starts.is_some_and(|starts| starts.is_empty()) {
             board.session_start(first_step)?;
         }
         board.session_start(first_step)?;
