@@ -86,7 +86,7 @@ enum Command {
     Infer(ModelArgs),
     /// The post's five convolutions alone: forward, Burn's weight-gradient lowering
     /// (`conv2d_weight_backward`) and, where the device has one, the native weight
-    /// gradient (alexnet_model::native); compare with docs/repro/conv_weight_grad.py.
+    /// gradient (alexnet_kernels); compare with docs/repro/conv_weight_grad.py.
     Conv(ConvArgs),
     /// The whole input pipeline (read, decode, augment, batch) without the model.
     Loader(DataArgs),
@@ -117,7 +117,7 @@ struct ModelArgs {
     /// Differentiate convolutions and BatchNorm with Burn's lowerings and update with
     /// Burn's tensor ops, instead of the backend's own backward kernels (libtorch's, and
     /// flex's weight gradient as im2col matrix products) and in-place SGD on libtorch
-    /// (alexnet_model::native, alexnet_train::sgd): for comparison.
+    /// (alexnet_kernels, alexnet_train::sgd): for comparison.
     #[arg(long)]
     no_native: bool,
     /// Also sum the gradients and read the sum back every step, as the trainer does to
@@ -368,7 +368,9 @@ fn float_dtype(precision: Precision) -> FloatDType {
 
 /// The trainer's optimizer with the post's settings.
 fn sgd() -> ModuleOptimizer {
-    ModuleOptimizer::from(Sgd::new(0.9, 0.0, true, 5e-4))
+    ModuleOptimizer::from(Sgd::from(
+        alexnet::train::config::TrainConfig::default().sgd(),
+    ))
 }
 
 /// Reading one weight back waits for the step's update to finish (asynchronous backends).
@@ -386,7 +388,7 @@ fn alexnet_bench_model(args: ModelArgs, train: bool) -> Result<()> {
     let batch = args.batch_size.unwrap_or(if train { 32 } else { 64 });
     let dtype = float_dtype(args.precision);
     #[cfg(any(feature = "flex", feature = "tch"))]
-    alexnet::model::native::set_enabled(!args.no_native);
+    alexnet::kernels::set_enabled(!args.no_native);
     let main = if train {
         devices[0].clone().autodiff()
     } else {
@@ -488,10 +490,7 @@ fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
                 .collect(),
         )
     };
-    #[cfg(any(feature = "flex", feature = "tch"))]
-    let native = alexnet::model::native::backend(&device).is_some();
-    #[cfg(not(any(feature = "flex", feature = "tch")))]
-    let native = false;
+    let native = alexnet::kernels::backend(&device).is_some();
     let (mut burn_total, mut native_total) = (0.0, 0.0);
     for (cin, cout, k, stride, padding, side) in LAYERS {
         let normal = Distribution::Normal(0.0, 1.0);
@@ -530,7 +529,7 @@ fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
         );
         #[cfg(any(feature = "flex", feature = "tch"))]
         if native {
-            use alexnet::model::native;
+            use alexnet::kernels as native;
             let bias = Tensor::<1>::zeros([cout], &device);
             let native_forward = median_ms(&|| {
                 first(native::conv2d(

@@ -18,6 +18,7 @@
 //! `preprocess_caltech`, `train_caltech`, `test_caltech` and `bench` compose them.
 
 pub use alexnet_augment as augment;
+pub use alexnet_kernels as kernels;
 pub use alexnet_model as model;
 pub use alexnet_prep as prep;
 pub use alexnet_train as train;

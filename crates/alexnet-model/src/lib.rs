@@ -30,8 +30,6 @@ mod config;
 mod error;
 mod lrn;
 mod model;
-#[cfg(any(feature = "flex", feature = "tch"))]
-pub mod native;
 mod store;
 mod summary;
 

@@ -12,26 +12,11 @@ use burn::{
     tensor::{FloatDType, activation::log_softmax, ops::ConvOptions},
 };
 
-#[cfg(any(feature = "flex", feature = "tch"))]
-use crate::native::{batch_norm, conv2d, max_pool2d};
 use crate::{
     config::{AlexNetConfig, Variant},
     error::{ModelError, Result},
 };
-#[cfg(not(any(feature = "flex", feature = "tch")))]
-use burn::tensor::module::conv2d;
-
-/// Burn's BatchNorm; with the `flex` or `tch` feature, [`crate::native::batch_norm`].
-#[cfg(not(any(feature = "flex", feature = "tch")))]
-fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
-    norm.forward(x)
-}
-
-/// Burn's max pool; with the `flex` or `tch` feature, [`crate::native::max_pool2d`].
-#[cfg(not(any(feature = "flex", feature = "tch")))]
-fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
-    pool.forward(x)
-}
+use alexnet_kernels::{batch_norm, conv2d, max_pool2d};
 
 /// Side of the feature map the classifier expects (256 × 6 × 6 = 9216 inputs).
 const POOLED: usize = 6;

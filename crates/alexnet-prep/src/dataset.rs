@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{IoContext, PrepError, Result},
-    preprocess::{
+    format::{
         CATEGORIES_CSV, MARKER_FILE, MARKER_IN_PROGRESS, RGB_MEAN_JSON, TRAIN_CSV, TRAIN_DIR,
         VAL_CSV, VAL_DIR,
     },
@@ -238,6 +238,24 @@ impl ProcessedDataset {
     /// Channel statistics of the training split (`rgb_mean.json`).
     pub fn stats(&self) -> &RgbStats {
         &self.stats
+    }
+
+    /// `[height, width]` of the dataset's images (all one size, as written), read from
+    /// the header of its first image.
+    pub fn image_size(&self) -> Result<[u32; 2]> {
+        let first = self
+            .train
+            .first()
+            .or_else(|| self.val.first())
+            .ok_or_else(|| {
+                malformed(&self.root.join(TRAIN_CSV), 0, "the dataset lists no images")
+            })?;
+        let (width, height) =
+            image::image_dimensions(&first.path).map_err(|error| PrepError::Image {
+                path: first.path.clone(),
+                source: error,
+            })?;
+        Ok([height, width])
     }
 }
 

@@ -41,7 +41,7 @@ pub enum PrepError {
     /// `--overwrite` was given but the folder does not look like one of our outputs.
     #[error(
         "refusing to overwrite {0}: it is not empty and was not written by alexnet-prep (no {marker} file)",
-        marker = crate::preprocess::MARKER_FILE
+        marker = crate::format::MARKER_FILE
     )]
     NotAPrepOutput(PathBuf),
     /// Every candidate file failed to decode.
@@ -65,6 +65,15 @@ pub enum PrepError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// An image of a processed dataset is unreadable.
+    #[error("{path}: {source}")]
+    Image {
+        /// The image.
+        path: PathBuf,
+        /// What the decoder said.
+        #[source]
+        source: image::ImageError,
     },
     /// Building the worker thread pool failed.
     #[error("could not start {jobs} worker threads: {reason}")]

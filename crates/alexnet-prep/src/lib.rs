@@ -39,6 +39,8 @@ mod dataset;
 mod decode;
 pub mod demo;
 mod error;
+mod format;
+pub mod io;
 mod preprocess;
 mod report;
 mod scan;
@@ -49,12 +51,14 @@ mod transform;
 pub use config::{LabelRule, NestedDirs, PrepConfig, ResizeFilter};
 pub use dataset::{Category, Item, ProcessedDataset, Split};
 pub use decode::{DecodeError, DecodeOptions, Decoded, decode_rgb8};
-pub use demo::{DemoConfig, DemoSummary, generate_demo};
-pub use error::{PrepError, Result};
-pub use preprocess::{
-    CATEGORIES_CSV, LabelFn, MARKER_FILE, Preprocessor, REPORT_JSON, RGB_MEAN_JSON, TRAIN_CSV,
-    TRAIN_DIR, VAL_CSV, VAL_DIR, preprocess, progress_bar,
+pub use demo::{
+    DemoConfig, DemoPrepOptions, DemoSummary, PreparedDemo, generate_demo, prepare_demo,
 };
+pub use error::{PrepError, Result};
+pub use format::{
+    CATEGORIES_CSV, MARKER_FILE, REPORT_JSON, RGB_MEAN_JSON, TRAIN_CSV, TRAIN_DIR, VAL_CSV, VAL_DIR,
+};
+pub use preprocess::{LabelFn, Preprocessor, preprocess, progress_bar};
 pub use report::{FileWarning, PrepCounts, PrepReport, PrepTimings, SkipReason, SkippedFile};
 pub use split::{stratified_val_mask, val_count};
 pub use stats::{RgbAccumulator, RgbStats, symmetric_eigen3};

@@ -4,7 +4,6 @@
 use std::{
     collections::HashSet,
     fs,
-    io::Write,
     path::{Component, Path, PathBuf},
     time::Instant,
 };
@@ -17,40 +16,17 @@ use crate::{
     config::PrepConfig,
     decode::{DecodeOptions, decode_rgb8},
     error::{IoContext, PrepError, Result},
+    format::{
+        CATEGORIES_CSV, CATEGORY_HEADER, LIST_HEADER, MARKER_DONE, MARKER_FILE, MARKER_IN_PROGRESS,
+        OWNED_ENTRIES, REPORT_JSON, RGB_MEAN_JSON, TRAIN_CSV, TRAIN_DIR, VAL_CSV, VAL_DIR,
+    },
+    io::{temporary_path, write_output},
     report::{FileWarning, PrepCounts, PrepReport, PrepTimings, SkipReason, SkippedFile},
     scan::scan,
     split::stratified_val_mask,
     stats::RgbAccumulator,
     transform::{SquareResizer, encode_jpeg},
 };
-
-/// Marks a folder as written by alexnet-prep; `--overwrite` only ever clears such folders.
-pub const MARKER_FILE: &str = ".alexnet-prep";
-/// Training images, one file per row of `train.csv`.
-pub const TRAIN_DIR: &str = "train";
-/// Validation images, one file per row of `val.csv`.
-pub const VAL_DIR: &str = "val";
-/// `image,class,source` rows of the training split.
-pub const TRAIN_CSV: &str = "train.csv";
-/// `image,class,source` rows of the validation split.
-pub const VAL_CSV: &str = "val.csv";
-/// `id,label,folder,count,train,val` rows, one per class.
-pub const CATEGORIES_CSV: &str = "categories.csv";
-/// Channel statistics of the training split.
-pub const RGB_MEAN_JSON: &str = "rgb_mean.json";
-/// The run's report.
-pub const REPORT_JSON: &str = "prep-report.json";
-
-const OWNED_ENTRIES: [&str; 8] = [
-    TRAIN_DIR,
-    VAL_DIR,
-    TRAIN_CSV,
-    VAL_CSV,
-    CATEGORIES_CSV,
-    RGB_MEAN_JSON,
-    REPORT_JSON,
-    MARKER_FILE,
-];
 
 /// A user-supplied label function (folder name → label).
 pub type LabelFn<'a> = Box<dyn Fn(&str) -> String + Send + Sync + 'a>;
@@ -107,9 +83,6 @@ enum Outcome {
     },
     Skipped(SkipReason),
 }
-
-const LIST_HEADER: [&str; 3] = ["image", "class", "source"];
-const CATEGORY_HEADER: [&str; 6] = ["id", "label", "folder", "count", "train", "val"];
 
 #[derive(Serialize)]
 struct ListRow<'a> {
@@ -307,7 +280,7 @@ impl<'a> Preprocessor<'a> {
             tracing::warn!("class folder {folder} has no usable image");
         }
         write_csv(&output.join(CATEGORIES_CSV), &CATEGORY_HEADER, &categories)?;
-        write_atomic(&output.join(RGB_MEAN_JSON), &to_json(&rgb_stats)?)?;
+        write_output(&output.join(RGB_MEAN_JSON), &to_json(&rgb_stats)?)?;
         write_csv(&output.join(VAL_CSV), &LIST_HEADER, &val_rows)?;
         write_csv(&output.join(TRAIN_CSV), &LIST_HEADER, &train_rows)?;
         let report = PrepReport {
@@ -326,15 +299,11 @@ impl<'a> Preprocessor<'a> {
                 threads,
             },
         };
-        write_atomic(&output.join(REPORT_JSON), &to_json(&report)?)?;
-        write_atomic(&output.join(MARKER_FILE), MARKER_DONE.as_bytes())?;
+        write_output(&output.join(REPORT_JSON), &to_json(&report)?)?;
+        write_output(&output.join(MARKER_FILE), MARKER_DONE.as_bytes())?;
         Ok(report)
     }
 }
-
-/// Marker content while a run is writing; readers refuse such a folder.
-pub(crate) const MARKER_IN_PROGRESS: &str = "alexnet-prep: in progress\n";
-const MARKER_DONE: &str = "alexnet-prep: complete\n";
 
 fn check_input(input: &Path) -> Result<PathBuf> {
     if !input.is_dir() {
@@ -420,14 +389,14 @@ fn prepare_output(output: &Path) -> Result<()> {
                 fs::remove_file(&path).at(&path)?;
             }
             // Leftovers of an interrupted atomic write.
-            let part = output.join(format!("{entry}.part"));
+            let part = temporary_path(&path);
             if part.is_file() {
                 fs::remove_file(&part).at(&part)?;
             }
         }
     }
     fs::create_dir_all(output).at(output)?;
-    write_atomic(&output.join(MARKER_FILE), MARKER_IN_PROGRESS.as_bytes())
+    write_output(&output.join(MARKER_FILE), MARKER_IN_PROGRESS.as_bytes())
 }
 
 /// File-name-safe form of `text`: ASCII letters, digits, `.`, `_` and `-` are kept.
@@ -568,7 +537,7 @@ impl Worker {
             Some(stats)
         };
         let dir = if job.val { VAL_DIR } else { TRAIN_DIR };
-        write_atomic(&output.join(dir).join(&job.name), &self.encoded)?;
+        write_output(&output.join(dir).join(&job.name), &self.encoded)?;
         Ok(Outcome::Written {
             stats,
             warning: decoded.warning,
@@ -603,17 +572,5 @@ fn write_csv<T: Serialize>(path: &Path, header: &[&str], rows: &[T]) -> Result<(
         path: path.to_path_buf(),
         source: error.into_error(),
     })?;
-    write_atomic(path, &bytes)
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place, so a
-/// reader never sees a half-written file under the final name.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(".part");
-    let tmp = PathBuf::from(tmp);
-    let mut file = fs::File::create(&tmp).at(&tmp)?;
-    file.write_all(bytes).at(&tmp)?;
-    drop(file);
-    fs::rename(&tmp, path).at(path)
+    write_output(path, &bytes)
 }

@@ -176,6 +176,16 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The optimizer's hyper-parameters.
+    pub fn sgd(&self) -> alexnet_kernels::SgdParams {
+        alexnet_kernels::SgdParams {
+            momentum: self.momentum,
+            dampening: self.dampening,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+        }
+    }
+
     /// Checks every value that can be checked without the data; errors name the key.
     pub fn validate(&self) -> Result<()> {
         if self.epochs == 0 {

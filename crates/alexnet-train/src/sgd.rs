@@ -1,51 +1,34 @@
 //! SGD with momentum, dampening, Nesterov momentum and L2 weight decay, as PyTorch's
-//! `torch.optim.SGD` and Burn's `Sgd` compute it, in fewer passes over memory.
-//!
-//! Burn's `Sgd` makes about nine element-wise passes over each parameter per step, three
-//! of them into new buffers; PyTorch's makes five, in place. On a libtorch device
-//! [`Sgd`] updates the parameter and its velocity in place with libtorch's kernels, in
-//! PyTorch's five passes (when Burn holds the only reference to each buffer; otherwise
-//! out of place). On other devices it computes the same update with Burn's tensor ops.
+//! `torch.optim.SGD` and Burn's `Sgd` compute it, in fewer passes over memory: a Burn
+//! [`Optimizer`] over [`alexnet_kernels::sgd_step`] (in place on libtorch).
 //! The state is recorded under the same names as Burn's `SgdState` (`momentum.velocity`),
 //! so optimizer records of either can be read by the other.
 //!
 //! ```
-//! use alexnet_train::sgd::Sgd;
+//! use alexnet_train::sgd::{Sgd, SgdParams};
 //! use burn::optim::ModuleOptimizer;
 //!
-//! let sgd = Sgd::new(0.9, 0.0, true, 5e-4);
+//! let sgd = Sgd::from(SgdParams { momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 5e-4 });
 //! let optimizer = ModuleOptimizer::from(sgd);
 //! # let _ = optimizer;
 //! ```
 
+pub use alexnet_kernels::SgdParams;
 use burn::{
     optim::{LearningRate, Optimizer, RecordState, StateSink, StateSource, join_path},
     prelude::*,
 };
 
-/// SGD's hyper-parameters (PyTorch's meaning: dampening applies to the gradient added to
-/// the velocity, weight decay is added to the gradient before momentum).
+/// SGD as a Burn optimizer, with PyTorch's hyper-parameters ([`SgdParams`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sgd {
-    /// Momentum factor; 0 for plain SGD.
-    pub momentum: f64,
-    /// Dampening of the gradient added to the velocity.
-    pub dampening: f64,
-    /// Nesterov momentum.
-    pub nesterov: bool,
-    /// L2 penalty, added to the gradient as `weight_decay · parameter`.
-    pub weight_decay: f64,
+    /// The hyper-parameters.
+    pub params: SgdParams,
 }
 
-impl Sgd {
-    /// SGD with these settings (validated by the caller's configuration).
-    pub fn new(momentum: f64, dampening: f64, nesterov: bool, weight_decay: f64) -> Self {
-        Self {
-            momentum,
-            dampening,
-            nesterov,
-            weight_decay,
-        }
+impl From<SgdParams> for Sgd {
+    fn from(params: SgdParams) -> Self {
+        Self { params }
     }
 }
 
@@ -90,166 +73,20 @@ impl Optimizer for Sgd {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let velocity = state.and_then(|state| state.velocity);
-        if self.momentum == 0.0 {
-            let grad = self.decayed(grad, &tensor);
-            return (tensor - grad.mul_scalar(lr), None);
-        }
-        #[cfg(feature = "tch")]
-        let velocity = match velocity {
-            Some(velocity)
-                if alexnet_model::native::backend(&tensor.device())
-                    == Some(alexnet_model::native::NativeBackend::LibTorch) =>
-            {
-                let (tensor, velocity) = native::momentum_step(self, lr, tensor, grad, velocity);
-                let velocity = Some(velocity);
-                return (tensor, Some(SgdState { velocity }));
-            }
-            velocity => velocity,
-        };
-        let grad = self.decayed(grad, &tensor);
-        let velocity = match velocity {
-            // The first step: the velocity starts as the (decayed) gradient, undampened.
-            None => grad.clone(),
-            Some(velocity) => velocity
-                .mul_scalar(self.momentum)
-                .add(grad.clone().mul_scalar(1.0 - self.dampening)),
-        };
-        let step = if self.nesterov {
-            grad.add(velocity.clone().mul_scalar(self.momentum))
-        } else {
-            velocity.clone()
-        };
-        let velocity = Some(velocity);
-        (tensor - step.mul_scalar(lr), Some(SgdState { velocity }))
+        let (tensor, velocity) =
+            alexnet_kernels::sgd_step(&self.params, lr, tensor, grad, velocity);
+        (
+            tensor,
+            velocity.map(|velocity| SgdState {
+                velocity: Some(velocity),
+            }),
+        )
     }
 
     fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
         SgdState {
             velocity: state.velocity.map(|velocity| velocity.to_device(device)),
         }
-    }
-}
-
-impl Sgd {
-    /// `grad + weight_decay · tensor`.
-    fn decayed<const D: usize>(&self, grad: Tensor<D>, tensor: &Tensor<D>) -> Tensor<D> {
-        if self.weight_decay == 0.0 {
-            grad
-        } else {
-            grad.add(tensor.clone().mul_scalar(self.weight_decay))
-        }
-    }
-}
-
-/// The in-place momentum step on libtorch.
-#[cfg(feature = "tch")]
-mod native {
-    // burn-tch is deprecated in favour of CubeCL; it is the libtorch backend we support.
-    #![allow(deprecated)]
-
-    use super::Sgd;
-    use alexnet_model::native::fresh_copy;
-    use burn::{
-        backend::tensor::FloatTensor,
-        backend::{Backend, Dispatch, LibTorch, backend_extension, libtorch::TchTensor},
-        prelude::*,
-    };
-
-    /// One SGD step with momentum on one parameter.
-    #[backend_extension(LibTorch)]
-    pub trait NativeSgd: Backend {
-        /// Returns the updated parameter and velocity.
-        fn native_sgd_momentum_step(
-            param: FloatTensor<Self>,
-            grad: FloatTensor<Self>,
-            velocity: FloatTensor<Self>,
-            lr: f64,
-            sgd: Sgd,
-        ) -> (FloatTensor<Self>, FloatTensor<Self>);
-    }
-
-    impl NativeSgd for LibTorch {
-        fn native_sgd_momentum_step(
-            param: TchTensor,
-            grad: TchTensor,
-            velocity: TchTensor,
-            lr: f64,
-            sgd: Sgd,
-        ) -> (TchTensor, TchTensor) {
-            // A 0-dimensional tensor scales `addcmul_`'s product: `a += b · s` in one pass.
-            let scalar = |value: f64| {
-                tch::Tensor::from(value)
-                    .to_kind(param.tensor.kind())
-                    .to_device(param.tensor.device())
-            };
-            let in_place = param.can_mut() && grad.can_mut() && velocity.can_mut();
-            let (mut p, mut g, mut v) = if in_place {
-                (
-                    param.tensor.shallow_clone(),
-                    grad.tensor.shallow_clone(),
-                    velocity.tensor.shallow_clone(),
-                )
-            } else {
-                (
-                    fresh_copy(&param.tensor),
-                    fresh_copy(&grad.tensor),
-                    fresh_copy(&velocity.tensor),
-                )
-            };
-            tch::no_grad(|| {
-                if sgd.weight_decay != 0.0 {
-                    let _ = g.addcmul_(&p, &scalar(sgd.weight_decay));
-                }
-                let _ = v.g_mul_scalar_(sgd.momentum);
-                if sgd.dampening == 0.0 {
-                    let _ = v.g_add_(&g);
-                } else {
-                    let _ = v.addcmul_(&g, &scalar(1.0 - sgd.dampening));
-                }
-                if sgd.nesterov {
-                    let _ = g.addcmul_(&v, &scalar(sgd.momentum));
-                    let _ = p.addcmul_(&g, &scalar(-lr));
-                } else {
-                    let _ = p.addcmul_(&v, &scalar(-lr));
-                }
-            });
-            if in_place {
-                // Same buffers: keep Burn's ownership records.
-                (
-                    TchTensor {
-                        tensor: p,
-                        storage: param.storage,
-                    },
-                    TchTensor {
-                        tensor: v,
-                        storage: velocity.storage,
-                    },
-                )
-            } else {
-                (TchTensor::new(p), TchTensor::new(v))
-            }
-        }
-    }
-
-    /// The step through [`NativeSgd`], for a tensor on libtorch.
-    pub(super) fn momentum_step<const D: usize>(
-        sgd: &Sgd,
-        lr: f64,
-        tensor: Tensor<D>,
-        grad: Tensor<D>,
-        velocity: Tensor<D>,
-    ) -> (Tensor<D>, Tensor<D>) {
-        let (tensor, velocity) = <Dispatch as NativeSgd>::native_sgd_momentum_step(
-            tensor.into_dispatch(),
-            grad.into_dispatch(),
-            velocity.into_dispatch(),
-            lr,
-            *sgd,
-        );
-        (
-            Tensor::from_dispatch(tensor),
-            Tensor::from_dispatch(velocity),
-        )
     }
 }
 
@@ -267,6 +104,7 @@ mod tests {
     };
 
     fn burns(sgd: Sgd) -> ModuleOptimizer {
+        let sgd = sgd.params;
         let config = SgdConfig::new()
             .with_weight_decay(
                 (sgd.weight_decay > 0.0).then(|| WeightDecayConfig::new(sgd.weight_decay as f32)),
@@ -278,6 +116,15 @@ mod tests {
                     .with_nesterov(sgd.nesterov)
             }));
         config.init()
+    }
+
+    fn sgd(momentum: f64, dampening: f64, nesterov: bool, weight_decay: f64) -> Sgd {
+        Sgd::from(SgdParams {
+            momentum,
+            dampening,
+            nesterov,
+            weight_decay,
+        })
     }
 
     fn dense(device: &Device) -> Dense {
@@ -326,9 +173,9 @@ mod tests {
         device.seed(3);
         let model = dense(&device);
         for sgd in [
-            Sgd::new(0.9, 0.0, true, 5e-4),
-            Sgd::new(0.9, 0.1, false, 0.0),
-            Sgd::new(0.0, 0.0, false, 1e-2),
+            sgd(0.9, 0.0, true, 5e-4),
+            sgd(0.9, 0.1, false, 0.0),
+            sgd(0.0, 0.0, false, 1e-2),
         ] {
             let ours = train(&mut ModuleOptimizer::from(sgd), model.clone(), 4);
             let reference = train(&mut burns(sgd), model.clone(), 4);
@@ -340,7 +187,7 @@ mod tests {
     fn reads_and_writes_burns_sgd_records() {
         let device = Device::flex().autodiff();
         device.seed(4);
-        let sgd = Sgd::new(0.9, 0.0, true, 5e-4);
+        let sgd = sgd(0.9, 0.0, true, 5e-4);
         let mut reference = burns(sgd);
         let model = train(&mut reference, dense(&device), 2);
         // Burn's record read by ours: the next steps are Burn's, velocity included.

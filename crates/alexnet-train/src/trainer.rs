@@ -137,13 +137,7 @@ pub fn build_pipelines(
 }
 
 fn sgd(config: &ExperimentConfig) -> ModuleOptimizer {
-    let train = &config.train;
-    ModuleOptimizer::from(Sgd::new(
-        train.momentum,
-        train.dampening,
-        train.nesterov,
-        train.weight_decay,
-    ))
+    ModuleOptimizer::from(Sgd::from(config.train.sgd()))
 }
 
 /// Negative log-likelihood of `targets` under `log_probs` (mean over the batch).

@@ -11,7 +11,8 @@
 //! `Y_n = W · col(x_n)`, which lands directly in the NCHW output (flex's own converts
 //! the input to NHWC and the output back).
 
-use super::NativeConv;
+use super::{f32s, tensor};
+use crate::NativeConv;
 use burn::{
     backend::{
         Autodiff, AutodiffBackend, Flex, TensorMetadata,
@@ -20,11 +21,11 @@ use burn::{
             grads::Gradients,
             ops::{Backward, Ops, OpsKind},
         },
-        flex::{FlexTensor, Layout},
+        flex::FlexTensor,
         ops::ModuleOps,
         tensor::FloatTensor,
     },
-    tensor::{Bytes, DType, Shape, ops::ConvOptions},
+    tensor::{DType, Shape, ops::ConvOptions},
 };
 use rayon::prelude::*;
 
@@ -68,22 +69,6 @@ impl NativeConv for Flex {
         let grad = geometry.weight_grad(f32s(&x), f32s(&output_grad));
         tensor(grad, weight.shape())
     }
-}
-
-/// The values of a contiguous f32 tensor.
-pub(super) fn f32s(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice::<f32>()
-        .expect("the caller checked the dtype and made the tensor contiguous")
-}
-
-/// A contiguous f32 tensor of `shape` holding `values`.
-pub(super) fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        Layout::contiguous(shape),
-        DType::F32,
-    )
 }
 
 /// A row-major view of a matrix in a slice: element `(i, j)` is at

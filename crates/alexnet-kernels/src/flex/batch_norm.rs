@@ -7,10 +7,8 @@
 //! from the `[N, C, ...]` layout, channel by channel, and the output and the input
 //! gradient are one fused pass each.
 
-use super::{
-    NativeBatchNorm,
-    flex::{f32s, tensor},
-};
+use super::{f32s, tensor};
+use crate::NativeBatchNorm;
 use burn::{
     backend::{
         Autodiff, AutodiffBackend, Flex, TensorMetadata,

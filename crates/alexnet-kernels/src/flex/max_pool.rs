@@ -6,10 +6,8 @@
 //! the valid kernel columns of every output column are computed once per call, and the
 //! indices are 32-bit positions within the plane, kept by the backward step itself.
 
-use super::{
-    NativeMaxPool,
-    flex::{f32s, tensor},
-};
+use super::{f32s, tensor};
+use crate::NativeMaxPool;
 use burn::{
     backend::{
         Autodiff, Flex, TensorMetadata,

@@ -1,5 +1,7 @@
-//! Convolution and BatchNorm with backward kernels of the backend's own (features `flex`
-//! and `tch`).
+//! Faster CNN layers for Burn 0.22 on flex and libtorch: convolution, BatchNorm and max
+//! pooling with backward kernels of the backend's own, and an SGD step that updates in
+//! place (features `flex` and `tch`). Any Burn model can call them in place of Burn's
+//! `Conv2d::forward`, `BatchNorm::forward` and `MaxPool2d::forward`.
 //!
 //! Burn's autodiff differentiates these layers with backend-neutral lowerings. For a
 //! convolution's weight gradient that is a convolution of the input, batch and channel
@@ -22,10 +24,10 @@
 //!   works out its windows' bounds once per call and keeps 32-bit indices.
 //!
 //! On every other device, or after [`set_enabled`]`(false)`, [`conv2d`], [`batch_norm`]
-//! and [`max_pool2d`] are Burn's own.
+//! and [`max_pool2d`] are Burn's own, and [`sgd_step`] is computed with Burn's tensor ops.
 //!
 //! ```
-//! use alexnet_model::native;
+//! use alexnet_kernels as native;
 //! use burn::{nn::BatchNormConfig, prelude::*, tensor::ops::ConvOptions};
 //!
 //! let device = Device::flex().autodiff();
@@ -39,77 +41,26 @@
 //! assert_eq!(x.grad(&grads).unwrap().dims(), [2, 3, 32, 32]);
 //! ```
 
+#[cfg(any(feature = "flex", feature = "tch"))]
+mod extension;
 #[cfg(feature = "flex")]
 mod flex;
-#[cfg(feature = "flex")]
-mod flex_norm;
-#[cfg(feature = "flex")]
-mod flex_pool;
 #[cfg(feature = "tch")]
 mod libtorch;
 
-#[cfg(feature = "tch")]
-pub use libtorch::fresh_copy;
+#[cfg(feature = "flex")]
+pub use extension::NativeMaxPool;
+#[cfg(any(feature = "flex", feature = "tch"))]
+pub use extension::{NativeBatchNorm, NativeConv};
 
+#[cfg(any(feature = "flex", feature = "tch"))]
+use burn::backend::DispatchDevice;
 use burn::{
-    backend::{Backend, DispatchDevice, backend_extension, tensor::FloatTensor},
     nn::{BatchNorm, PaddingConfig2d, pool::MaxPool2d},
     prelude::*,
     tensor::ops::ConvOptions,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// A 2-D convolution with a bias, differentiated by the backend's own backward kernel.
-#[backend_extension(LibTorch: cfg(feature = "tch"), Flex: cfg(feature = "flex"), Autodiff)]
-pub trait NativeConv: Backend {
-    /// `conv2d(x, weight) + bias`, as [`burn::tensor::module::conv2d`] with symmetric
-    /// padding (`options.padding_begin()` is used for both sides).
-    fn native_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self>;
-
-    /// The gradient of `conv2d(x, weight)`'s weight for the output gradient
-    /// `output_grad`, as [`burn::tensor::module::conv2d_weight_backward`] with symmetric
-    /// padding, computed by the kernel [`native_conv2d`](Self::native_conv2d)'s backward
-    /// pass uses.
-    fn native_conv2d_weight_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> FloatTensor<Self>;
-}
-
-/// Training-mode BatchNorm, differentiated by the backend's own backward kernel.
-#[backend_extension(LibTorch: cfg(feature = "tch"), Flex: cfg(feature = "flex"), Autodiff)]
-pub trait NativeBatchNorm: Backend {
-    /// Normalizes `x` (`[N, C, ...]`) with its batch statistics and applies `gamma` and
-    /// `beta`; returns the output, the batch mean and the biased batch variance per
-    /// channel, as [`burn::tensor::module::batch_norm_train`].
-    fn native_batch_norm_train(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: FloatTensor<Self>,
-        epsilon: f64,
-    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-}
-
-/// Max pooling with its own backward step (flex only).
-#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
-pub trait NativeMaxPool: Backend {
-    /// `max_pool2d(x)` with symmetric padding and floor rounding, as
-    /// [`burn::tensor::module::max_pool2d`].
-    fn native_max_pool2d(
-        x: FloatTensor<Self>,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
-    ) -> FloatTensor<Self>;
-}
 
 /// The backends with native operations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +75,9 @@ pub enum NativeBackend {
 /// Whether the native operations are used (the default).
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
-/// Turns the native operations on or off for the whole process: off, [`conv2d`] and
-/// [`batch_norm`] are Burn's own on every device, and `alexnet_train::sgd::Sgd` uses
-/// Burn's tensor ops (for comparisons; `bench train --no-native`).
+/// Turns the native operations on or off for the whole process: off, every function
+/// here computes with Burn's own operations on every device (for comparisons; `bench
+/// train --no-native`).
 pub fn set_enabled(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);
 }
@@ -142,13 +93,16 @@ pub fn backend(device: &Device) -> Option<NativeBackend> {
     if !enabled() {
         return None;
     }
+    #[cfg(any(feature = "flex", feature = "tch"))]
     match device.clone().inner().as_dispatch() {
         #[cfg(feature = "tch")]
-        DispatchDevice::LibTorch(_) => Some(NativeBackend::LibTorch),
+        DispatchDevice::LibTorch(_) => return Some(NativeBackend::LibTorch),
         #[cfg(feature = "flex")]
-        DispatchDevice::Flex(_) => Some(NativeBackend::Flex),
-        _ => None,
+        DispatchDevice::Flex(_) => return Some(NativeBackend::Flex),
+        _ => {}
     }
+    let _ = device;
+    None
 }
 
 /// `conv2d(x, weight) + bias` as [`burn::tensor::module::conv2d`]; with a bias and
@@ -160,9 +114,9 @@ pub fn conv2d(
     bias: Option<Tensor<1>>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let symmetric = !options.is_asymmetric();
     match bias {
-        Some(bias) if symmetric && backend(&x.device()).is_some() => {
+        #[cfg(any(feature = "flex", feature = "tch"))]
+        Some(bias) if !options.is_asymmetric() && backend(&x.device()).is_some() => {
             Tensor::from_dispatch(<burn::backend::Dispatch as NativeConv>::native_conv2d(
                 x.into_dispatch(),
                 weight.into_dispatch(),
@@ -183,19 +137,18 @@ pub fn conv2d_weight_backward(
     output_grad: Tensor<4>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    let symmetric = !options.is_asymmetric();
-    if symmetric && backend(&x.device()).is_some() {
-        Tensor::from_dispatch(
+    #[cfg(any(feature = "flex", feature = "tch"))]
+    if !options.is_asymmetric() && backend(&x.device()).is_some() {
+        return Tensor::from_dispatch(
             <burn::backend::Dispatch as NativeConv>::native_conv2d_weight_backward(
                 x.into_dispatch(),
                 weight.into_dispatch(),
                 output_grad.into_dispatch(),
                 options,
             ),
-        )
-    } else {
-        burn::tensor::module::conv2d_weight_backward(x, weight, output_grad, options)
+        );
     }
+    burn::tensor::module::conv2d_weight_backward(x, weight, output_grad, options)
 }
 
 /// `norm.forward(x)`; in training on an autodiff device with native operations
@@ -203,9 +156,20 @@ pub fn conv2d_weight_backward(
 /// Burn's `BatchNorm::forward` does.
 pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     let device = x.device();
-    if !(device.is_autodiff() && norm.training.is_enabled() && backend(&device).is_some()) {
-        return norm.forward(x);
+    #[cfg(any(feature = "flex", feature = "tch"))]
+    if device.is_autodiff() && norm.training.is_enabled() && backend(&device).is_some() {
+        return native_batch_norm_train(norm, x, &device);
     }
+    let _ = device;
+    norm.forward(x)
+}
+
+#[cfg(any(feature = "flex", feature = "tch"))]
+fn native_batch_norm_train<const D: usize>(
+    norm: &BatchNorm,
+    x: Tensor<D>,
+    device: &Device,
+) -> Tensor<D> {
     let channels = x.dims()[1];
     assert_eq!(
         norm.gamma.dims(),
@@ -221,7 +185,7 @@ pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
         );
     let update = |running: Tensor<1>, batch: burn::backend::DispatchTensor| {
         running
-            .to_device(&device)
+            .to_device(device)
             .mul_scalar(1.0 - norm.momentum)
             .add(Tensor::<1>::from_dispatch(batch).mul_scalar(norm.momentum))
             .detach()
@@ -234,7 +198,7 @@ pub fn batch_norm<const D: usize>(norm: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
 }
 
 /// `pool.forward(x)`; on flex, with symmetric padding and floor rounding, through
-/// [`NativeMaxPool`].
+/// `NativeMaxPool`.
 pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     // `Same` padding is Burn's (it may be asymmetric).
     let padding = match pool.padding {
@@ -246,6 +210,7 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     };
     let native = backend(&x.device()) == Some(NativeBackend::Flex) && !pool.ceil_mode;
     match padding {
+        #[cfg(feature = "flex")]
         Some(padding) if native => Tensor::from_dispatch(
             <burn::backend::Dispatch as NativeMaxPool>::native_max_pool2d(
                 x.into_dispatch(),
@@ -255,6 +220,75 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
                 pool.dilation,
             ),
         ),
-        _ => pool.forward(x),
+        _ => {
+            let _ = (padding, native);
+            pool.forward(x)
+        }
     }
+}
+
+/// SGD's hyper-parameters, with PyTorch's meaning: dampening applies to the gradient
+/// added to the velocity, and weight decay (an L2 penalty) is added to the gradient
+/// before momentum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdParams {
+    /// Momentum factor; 0 for plain SGD.
+    pub momentum: f64,
+    /// Dampening of the gradient added to the velocity.
+    pub dampening: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 penalty, added to the gradient as `weight_decay · parameter`.
+    pub weight_decay: f64,
+}
+
+/// One step of `torch.optim.SGD` on one parameter with learning rate `lr`: returns the
+/// updated parameter and, with momentum, its velocity (`velocity` is `None` before the
+/// first step).
+///
+/// Burn's `Sgd` makes about nine element-wise passes over each parameter per step, three
+/// of them into new buffers; PyTorch's makes five, in place. On libtorch ([`backend`])
+/// this step updates the parameter and its velocity in place with libtorch's kernels,
+/// in PyTorch's five passes (when Burn holds the only reference to each buffer;
+/// otherwise out of place). Elsewhere it computes the same update with Burn's tensor ops.
+pub fn sgd_step<const D: usize>(
+    sgd: &SgdParams,
+    lr: f64,
+    tensor: Tensor<D>,
+    grad: Tensor<D>,
+    velocity: Option<Tensor<D>>,
+) -> (Tensor<D>, Option<Tensor<D>>) {
+    let decayed = |grad: Tensor<D>, tensor: &Tensor<D>| {
+        if sgd.weight_decay == 0.0 {
+            grad
+        } else {
+            grad.add(tensor.clone().mul_scalar(sgd.weight_decay))
+        }
+    };
+    if sgd.momentum == 0.0 {
+        let grad = decayed(grad, &tensor);
+        return (tensor - grad.mul_scalar(lr), None);
+    }
+    #[cfg(feature = "tch")]
+    let velocity = match velocity {
+        Some(velocity) if backend(&tensor.device()) == Some(NativeBackend::LibTorch) => {
+            let (tensor, velocity) = libtorch::momentum_step(sgd, lr, tensor, grad, velocity);
+            return (tensor, Some(velocity));
+        }
+        velocity => velocity,
+    };
+    let grad = decayed(grad, &tensor);
+    let velocity = match velocity {
+        // The first step: the velocity starts as the (decayed) gradient, undampened.
+        None => grad.clone(),
+        Some(velocity) => velocity
+            .mul_scalar(sgd.momentum)
+            .add(grad.clone().mul_scalar(1.0 - sgd.dampening)),
+    };
+    let step = if sgd.nesterov {
+        grad.add(velocity.clone().mul_scalar(sgd.momentum))
+    } else {
+        velocity.clone()
+    };
+    (tensor - step.mul_scalar(lr), Some(velocity))
 }

@@ -1,0 +1,27 @@
+//! The native operations on flex: convolutions as one matrix product per image, fused
+//! BatchNorm, and max pooling with 32-bit indices.
+
+mod batch_norm;
+mod conv;
+mod max_pool;
+
+use burn::{
+    backend::flex::{FlexTensor, Layout},
+    tensor::{Bytes, DType, Shape},
+};
+
+/// The values of a contiguous f32 tensor.
+pub(crate) fn f32s(tensor: &FlexTensor) -> &[f32] {
+    tensor
+        .as_slice::<f32>()
+        .expect("the caller checked the dtype and made the tensor contiguous")
+}
+
+/// A contiguous f32 tensor of `shape` holding `values`.
+pub(crate) fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
+}

@@ -1,0 +1,95 @@
+//! Convolutions on libtorch: forward with libtorch's kernel, the weight gradient from
+//! libtorch's own backward kernel (oneDNN on the CPU, cuDNN on CUDA).
+
+#![allow(deprecated)] // burn-tch is deprecated in favour of CubeCL; see the module above.
+
+use super::record;
+use crate::NativeConv;
+use burn::{
+    backend::{
+        Autodiff, AutodiffBackend, LibTorch, autodiff::checkpoint::strategy::CheckpointStrategy,
+        libtorch::TchTensor, tensor::FloatTensor,
+    },
+    tensor::ops::ConvOptions,
+};
+
+fn libtorch_conv2d(inputs: &[tch::Tensor; 3], options: &ConvOptions<2>) -> tch::Tensor {
+    let [x, weight, bias] = inputs;
+    tch::Tensor::conv2d(
+        x,
+        weight,
+        Some(bias),
+        options.stride.map(|i| i as i64),
+        options.padding_begin().map(|i| i as i64),
+        options.dilation.map(|i| i as i64),
+        options.groups as i64,
+    )
+}
+
+impl NativeConv for LibTorch {
+    fn native_conv2d(
+        x: TchTensor,
+        weight: TchTensor,
+        bias: TchTensor,
+        options: ConvOptions<2>,
+    ) -> TchTensor {
+        let inputs = [x.tensor, weight.tensor, bias.tensor];
+        TchTensor::new(tch::no_grad(|| libtorch_conv2d(&inputs, &options)))
+    }
+
+    fn native_conv2d_weight_backward(
+        x: TchTensor,
+        weight: TchTensor,
+        output_grad: TchTensor,
+        options: ConvOptions<2>,
+    ) -> TchTensor {
+        // libtorch's autograd on a leaf weight runs the backward kernel for it alone.
+        let weight = weight.tensor.detach().set_requires_grad(true);
+        let computed = tch::with_grad(|| {
+            let output = tch::Tensor::f_conv2d::<&tch::Tensor>(
+                &x.tensor,
+                &weight,
+                None,
+                options.stride.map(|i| i as i64),
+                options.padding_begin().map(|i| i as i64),
+                options.dilation.map(|i| i as i64),
+                options.groups as i64,
+            )?;
+            let root = output.f_mul(&output_grad.tensor)?;
+            tch::Tensor::f_run_backward(&[root], &[&weight], false, false)
+        });
+        match computed {
+            Ok(mut gradients) if gradients.len() == 1 => TchTensor::new(gradients.remove(0)),
+            Ok(_) => panic!("libtorch's backward pass returned no weight gradient"),
+            Err(error) => panic!("libtorch's backward pass failed: {error}"),
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> NativeConv for Autodiff<LibTorch, C> {
+    fn native_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        record::<3, C, _>([x, weight, bias], |inputs| {
+            (libtorch_conv2d(inputs, &options), ())
+        })
+        .0
+    }
+
+    fn native_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(LibTorch::native_conv2d_weight_backward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            output_grad.into_primitive(),
+            options,
+        ))
+    }
+}
