@@ -8,13 +8,16 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use alexnet::{
     prep::Split,
-    train::{self, ExperimentConfig, run::TestView},
+    train::{
+        config::Overrides,
+        eval::{TestCommand, TestView, test_command},
+    },
 };
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Parser;
 
 /// The demo settings, used when neither --config nor the run's config.toml is found.
@@ -53,35 +56,6 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<()> {
-    let name = args
-        .config
-        .as_ref()
-        .and_then(|path| path.file_stem())
-        .map_or("demo".to_string(), |s| s.to_string_lossy().into_owned());
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| train::run::default_run_dir(&name));
-    let run_config = run_dir.join("config.toml");
-    let mut config = match &args.config {
-        Some(path) => ExperimentConfig::load(path)?,
-        None if run_config.is_file() => ExperimentConfig::load(&run_config)?,
-        None => ExperimentConfig::from_toml(DEMO_CONFIG, "configs/demo.toml".as_ref())?,
-    };
-    if let Some(data) = args.data {
-        config.train.data = Some(data);
-    }
-    if let Some(device) = args.device {
-        config.train.device = device;
-    }
-    if !run_dir.is_dir() && args.checkpoint.is_none() {
-        bail!(
-            "run directory {} does not exist (train first, or pass --run-dir / --checkpoint)",
-            run_dir.display()
-        );
-    }
-    let _log = train::logging::init(&config.logging, None)?;
-    train::run::resolve_test_data(&mut config, &run_dir)?;
     let view = if args.ten_crop {
         TestView::TenCrop
     } else if args.center_crop {
@@ -89,13 +63,19 @@ fn run(args: Args) -> Result<()> {
     } else {
         TestView::Config
     };
-    let report = train::run::test(
-        &config,
-        &run_dir,
-        args.checkpoint.as_deref(),
-        args.split,
+    let report = test_command(&TestCommand {
+        config: args.config.as_deref(),
+        demo_config: (DEMO_CONFIG, Path::new("configs/demo.toml")),
+        run_dir: args.run_dir,
+        checkpoint: args.checkpoint,
+        split: args.split,
         view,
-    )?;
+        overrides: Overrides {
+            data: args.data,
+            device: args.device,
+            ..Overrides::default()
+        },
+    })?;
     println!(
         "checkpoint {} (epoch {}), {} split: loss {:.4}; per-class accuracy in {}",
         report.checkpoint.display(),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs each benchmark of examples/bench.rs next to the PyTorch/PIL/albumentations
+# Runs each benchmark of examples/bench/ next to the PyTorch/PIL/albumentations
 # reference (torch_reference.py from the project's shared bench folder), in the same
 # run on the same machine, and prints the RESULT lines side by side.
 #

@@ -5,16 +5,17 @@
 //! use alexnet::{prep, train};
 //!
 //! let mut config = train::ExperimentConfig::load("configs/caltech256.toml".as_ref())?;
-//! train::run::resolve_data(&mut config, true)?;
-//! config.train.run_dir = Some(train::run::default_run_dir("caltech256"));
-//! let summary = train::trainer::train(&config, &mut |_| true)?;
+//! train::session::resolve_data(&mut config, true)?;
+//! config.train.run_dir = Some(train::session::default_run_dir("caltech256"));
+//! let summary = train::fit::train(&config, &mut |_| true)?;
 //! println!("{} epochs, best checkpoint in {}", summary.history.len(), summary.run_dir.display());
 //! # let _ = prep::PrepConfig::default();
 //! # Ok::<(), train::TrainError>(())
 //! ```
 //!
 //! The crates can be used one by one: [`prep`] (no deep-learning dependency),
-//! [`augment`] (no deep-learning dependency), [`model`], [`train`]. The examples
+//! [`augment`] (no deep-learning dependency), [`kernels`] (faster layers for any Burn
+//! model), [`model`], [`train`]. The examples
 //! `preprocess_caltech`, `train_caltech`, `test_caltech` and `bench` compose them.
 
 pub use alexnet_augment as augment;

@@ -19,7 +19,10 @@ fn compare_flex_and_libtorch(
 ) {
     use alexnet::{
         burn::{prelude::*, tensor::FloatDType},
-        train::{device::parse_device, trainer::batch_gradients},
+        train::{
+            device::parse_device,
+            step::{GradientOptions, batch_gradients},
+        },
     };
     let _serial = common::serial();
     let flex = parse_device("flex").unwrap().autodiff();
@@ -38,9 +41,7 @@ fn compare_flex_and_libtorch(
         std::slice::from_ref(&flex),
         images.clone(),
         targets.clone(),
-        FloatDType::F32,
-        1.0,
-        false,
+        &GradientOptions::new(FloatDType::F32),
     )
     .unwrap();
     let replica = model.clone().fork(&torch);
@@ -49,9 +50,7 @@ fn compare_flex_and_libtorch(
         std::slice::from_ref(&torch),
         images.to_device(&torch),
         targets.to_device(&torch),
-        FloatDType::F32,
-        1.0,
-        false,
+        &GradientOptions::new(FloatDType::F32),
     )
     .unwrap();
     assert!(
@@ -137,7 +136,7 @@ fn training_runs_on_libtorch() {
         config.train.device = "tch-cpu".into();
         config.train.precision = precision;
         config.train.epochs = 2;
-        let summary = alexnet::train::trainer::train(&config, &mut |_| true).unwrap();
+        let summary = alexnet::train::fit::train(&config, &mut |_| true).unwrap();
         for metrics in &summary.history {
             assert!(
                 metrics.train_loss.is_finite() && metrics.val_loss.is_finite(),

@@ -12,8 +12,9 @@ use alexnet::{
     model::AlexNetConfig,
     train::{
         config::Precision,
+        fit::train,
+        step::{GradientOptions, batch_gradients},
         tensorboard::read_event_dir,
-        trainer::{batch_gradients, train},
     },
 };
 use common::{curve, separable_dataset, serial, tiny_config};
@@ -53,9 +54,7 @@ fn two_devices_take_the_same_step_as_one_with_the_whole_batch() {
         std::slice::from_ref(&device),
         images.clone(),
         targets.clone(),
-        FloatDType::F32,
-        1.0,
-        false,
+        &GradientOptions::new(FloatDType::F32),
     )
     .unwrap();
     let two_devices = [device.clone(), Device::flex().autodiff()];
@@ -64,9 +63,10 @@ fn two_devices_take_the_same_step_as_one_with_the_whole_batch() {
         &two_devices,
         images,
         targets,
-        FloatDType::F32,
-        1.0,
-        true,
+        &GradientOptions {
+            check_finite: true,
+            ..GradientOptions::new(FloatDType::F32)
+        },
     )
     .unwrap();
     assert!(!two.non_finite);

@@ -12,10 +12,10 @@ use alexnet::{
         ExperimentConfig, TrainError,
         checkpoint::CheckpointStore,
         config::Resume,
+        eval::{TestView, test},
+        fit::train,
         metrics::EpochMetrics,
-        run::{TestView, test},
         tensorboard::read_event_dir,
-        trainer::train,
     },
 };
 use common::{
@@ -306,4 +306,43 @@ fn a_diverging_loss_stops_and_keeps_the_last_good_checkpoint() {
         "epoch-0001"
     );
     CheckpointStore::load(&run.path().join("checkpoints/epoch-0001")).unwrap();
+}
+
+/// The preview of augmented training images is drawn from epoch 1's shuffled order: on
+/// a dataset listed class by class (24 red images first) its 16 tiles show several of
+/// the four colours, not only the first class's.
+#[test]
+fn the_preview_shows_a_shuffled_batch() {
+    let _serial = serial();
+    let run = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(run.path());
+    config.train.data = Some(separable_dataset().to_path_buf());
+    config.train.epochs = 1;
+    config.train.preview_images = 16;
+    train(&config, &mut |_| true).unwrap();
+    let events = read_event_dir(&run.path().join("tensorboard")).unwrap();
+    let (step, png) = &events.encoded_images["augmented_training_images"][0];
+    assert_eq!(*step, 0);
+    let grid = image::load_from_memory(png).unwrap().to_rgb8();
+    // 4 × 4 tiles of 67 × 67 with 2-pixel gaps.
+    assert_eq!(grid.dimensions(), (4 * 69 - 2, 4 * 69 - 2));
+    let mut colours = std::collections::BTreeSet::new();
+    for k in 0..16u32 {
+        let (x0, y0) = ((k % 4) * 69, (k / 4) * 69);
+        let mut sum = [0u64; 3];
+        for y in y0..y0 + 67 {
+            for x in x0..x0 + 67 {
+                for (c, value) in grid.get_pixel(x, y).0.iter().enumerate() {
+                    sum[c] += u64::from(*value);
+                }
+            }
+        }
+        // Which channels are bright: red, green, blue or red + green (yellow).
+        let bright: Vec<bool> = sum.iter().map(|&s| s > 120 * 67 * 67).collect();
+        colours.insert(bright);
+    }
+    assert!(
+        colours.len() >= 2,
+        "every tile has the colour {colours:?}: the preview shows one class"
+    );
 }

@@ -13,9 +13,10 @@ use alexnet::{
     train::{
         checkpoint::{CheckpointStore, TrainerState},
         config::Precision,
+        fit::train,
         schedule::{Schedule, SchedulerConfig},
+        step::{GradientOptions, ShardThreads, batch_gradients},
         tensorboard::read_event_dir,
-        trainer::{GradientOptions, ShardThreads, batch_gradients_with, train},
     },
 };
 use common::{assert_one_point_per_epoch, serial, tiny_config, within_1e6};
@@ -256,7 +257,7 @@ fn check_statistics_follow_the_first_shard(threads: ShardThreads) {
             check_finite: false,
             threads,
         };
-        batch_gradients_with(&model, &devices, images, targets, &options).unwrap();
+        batch_gradients(&model, &devices, images, targets, &options).unwrap();
     }
     let (got_mean, got_var) = conv1_running_stats(&model);
     let name = |what: &str| format!("{threads:?}: running {what}");

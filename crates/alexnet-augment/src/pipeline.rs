@@ -1,4 +1,7 @@
 //! A validated pipeline and its single fused pass from 8-bit RGB to CHW `f32`.
+//!
+//! Over 400 lines: the fused pass is the point (one walk over each output pixel for
+//! every op), so the ops' geometry, photometry and validation live together.
 
 use std::{borrow::Cow, cell::RefCell};
 

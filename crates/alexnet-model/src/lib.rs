@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use alexnet_model::{AlexNetConfig, Variant};
-//! use burn::prelude::*;
+//! use burn::{prelude::*, tensor::FloatDType};
 //!
 //! let config = AlexNetConfig::seed(256);
 //! let summary = config.summary(227, 227)?;
@@ -12,7 +12,7 @@
 //!
 //! let device = Device::flex();
 //! let model = config.with_num_classes(4).init(&device)?;
-//! let log_probs = model.valid().forward(Tensor::zeros([1, 3, 67, 67], &device))?;
+//! let log_probs = model.valid().forward(Tensor::zeros([1, 3, 67, 67], &device), FloatDType::F32)?;
 //! assert_eq!(log_probs.dims(), [1, 4]);
 //! # Ok::<(), alexnet_model::ModelError>(())
 //! ```

@@ -1,4 +1,9 @@
 //! The AlexNet module.
+//! The AlexNet module: its layers, their table, initialization and the one forward
+//! pass (f32 or mixed precision).
+//!
+//! Over 400 lines: both variants share one builder and one forward pass, so they stay in
+//! one file; the config, summary, LRN and store are modules of their own.
 
 use burn::{
     module::{Module, ModuleVisitor, Param},
@@ -9,7 +14,7 @@ use burn::{
         pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig},
     },
     prelude::*,
-    tensor::{FloatDType, activation::log_softmax, ops::ConvOptions},
+    tensor::{DType, FloatDType, activation::log_softmax, ops::ConvOptions},
 };
 
 use crate::{
@@ -35,24 +40,22 @@ pub struct Dense {
 }
 
 impl Dense {
-    /// `x · Wᵀ + b` for `x` of shape `[n, in]`.
-    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let out = self.weight.val().matmul(x.transpose()).transpose();
-        out + self.bias.val().unsqueeze_dim(0)
-    }
-
-    /// As [`Dense::forward`], computing in `dtype` with the weights cast on the fly.
-    pub fn forward_in(&self, x: Tensor<2>, dtype: FloatDType) -> Tensor<2> {
-        if dtype == FloatDType::F32 {
-            return self.forward(x);
-        }
-        let out = self
-            .weight
-            .val()
-            .cast(dtype)
+    /// `x · Wᵀ + b` for `x` of shape `[n, in]`, computed in `dtype` with the weights cast
+    /// on the fly (no cast in f32).
+    pub fn forward(&self, x: Tensor<2>, dtype: FloatDType) -> Tensor<2> {
+        let out = in_dtype(self.weight.val(), dtype)
             .matmul(x.transpose())
             .transpose();
-        out + self.bias.val().cast(dtype).unsqueeze_dim(0)
+        out + in_dtype(self.bias.val(), dtype).unsqueeze_dim(0)
+    }
+}
+
+/// `x` in `dtype`; the same tensor when it already is.
+fn in_dtype<const D: usize>(x: Tensor<D>, dtype: FloatDType) -> Tensor<D> {
+    if x.dtype() == DType::from(dtype) {
+        x
+    } else {
+        x.cast(dtype)
     }
 }
 
@@ -73,7 +76,7 @@ pub struct ConvBlock {
     activation: Relu,
 }
 
-fn conv_in(conv: &Conv2d, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
+fn conv(conv: &Conv2d, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
     // The blocks are built with explicit padding only.
     let (top, left, bottom, right) = match conv.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) => (top, left, bottom, right),
@@ -85,42 +88,20 @@ fn conv_in(conv: &Conv2d, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
         conv.dilation,
         conv.groups,
     );
-    let (weight, bias) = if dtype == FloatDType::F32 {
-        (conv.weight.val(), conv.bias.as_ref().map(Param::val))
-    } else {
-        let bias = conv.bias.as_ref().map(|bias| bias.val().cast(dtype));
-        (conv.weight.val().cast(dtype), bias)
-    };
+    let weight = in_dtype(conv.weight.val(), dtype);
+    let bias = conv.bias.as_ref().map(|bias| in_dtype(bias.val(), dtype));
     conv2d(x, weight, bias, options)
 }
 
 impl ConvBlock {
-    fn forward_in(&self, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
-        let mut x = self.activation.forward(conv_in(&self.conv, x, dtype));
+    /// The stage in `dtype`; BatchNorm and LRN run in f32.
+    fn forward(&self, x: Tensor<4>, dtype: FloatDType) -> Tensor<4> {
+        let mut x = self.activation.forward(conv(&self.conv, x, dtype));
         if let Some(norm) = &self.norm {
-            x = batch_norm(norm, x.cast(FloatDType::F32)).cast(dtype);
+            x = in_dtype(batch_norm(norm, in_dtype(x, FloatDType::F32)), dtype);
         }
         if let Some(lrn) = &self.lrn {
-            x = lrn.forward(x.cast(FloatDType::F32)).cast(dtype);
-        }
-        if let Some(pool) = &self.pool {
-            x = max_pool2d(pool, x);
-        }
-        if let Some(dropout) = &self.dropout {
-            x = dropout.forward(x);
-        }
-        x
-    }
-
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut x = self
-            .activation
-            .forward(conv_in(&self.conv, x, FloatDType::F32));
-        if let Some(norm) = &self.norm {
-            x = batch_norm(norm, x);
-        }
-        if let Some(lrn) = &self.lrn {
-            x = lrn.forward(x);
+            x = in_dtype(lrn.forward(in_dtype(x, FloatDType::F32)), dtype);
         }
         if let Some(pool) = &self.pool {
             x = max_pool2d(pool, x);
@@ -168,6 +149,33 @@ pub struct AlexNet {
     config: AlexNetConfig,
 }
 
+/// One convolutional stage, as the paper's Table/Figure 2 gives it.
+struct ConvLayer {
+    /// Input and output channels.
+    channels: [usize; 2],
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    /// Split in two groups with `two_tower` (the paper's GPU split).
+    grouped: bool,
+    /// The paper's bias of 1 (the post's biases are all 0).
+    paper_bias_one: bool,
+    /// LRN after the ReLU (`Paper`).
+    lrn: bool,
+    /// Max pool (and, in `Seed`, dropout) after it.
+    pool: bool,
+}
+
+/// conv1 … conv5.
+#[rustfmt::skip] // one row per layer, as a table
+const CONV_LAYERS: [ConvLayer; 5] = [
+    ConvLayer { channels: [3, 96],    kernel: 11, stride: 4, padding: 0, grouped: false, paper_bias_one: false, lrn: true,  pool: true  },
+    ConvLayer { channels: [96, 256],  kernel: 5,  stride: 1, padding: 2, grouped: true,  paper_bias_one: true,  lrn: true,  pool: true  },
+    ConvLayer { channels: [256, 384], kernel: 3,  stride: 1, padding: 1, grouped: false, paper_bias_one: false, lrn: false, pool: false },
+    ConvLayer { channels: [384, 384], kernel: 3,  stride: 1, padding: 1, grouped: true,  paper_bias_one: true,  lrn: false, pool: false },
+    ConvLayer { channels: [384, 256], kernel: 3,  stride: 1, padding: 1, grouped: true,  paper_bias_one: true,  lrn: false, pool: true  },
+];
+
 struct Builder<'a> {
     config: &'a AlexNetConfig,
     device: &'a Device,
@@ -201,19 +209,15 @@ impl Builder<'_> {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn conv(
-        &self,
-        channels: [usize; 2],
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-        grouped: bool,
-        bias: f64,
-        lrn: bool,
-        pool: bool,
-    ) -> Result<ConvBlock> {
-        let groups = if grouped && self.config.two_tower {
+    fn conv(&self, layer: &ConvLayer) -> Result<ConvBlock> {
+        let ConvLayer {
+            channels,
+            kernel,
+            stride,
+            padding,
+            ..
+        } = *layer;
+        let groups = if layer.grouped && self.config.two_tower {
             2
         } else {
             1
@@ -226,20 +230,28 @@ impl Builder<'_> {
             .with_groups(groups)
             .with_initializer(self.weight_init())
             .init(self.device);
-        // Burn's initializer also draws the bias; the originals set it to a constant.
-        conv.bias = Some(Self::bias_init(bias).init([channels[1]], self.device));
         let seed = self.config.variant == Variant::Seed;
+        // Burn's initializer also draws the bias; the originals set it to a constant.
+        let bias = if layer.paper_bias_one && !seed {
+            1.0
+        } else {
+            0.0
+        };
+        conv.bias = Some(Self::bias_init(bias).init([channels[1]], self.device));
         Ok(ConvBlock {
             conv,
             norm: self.batch_norm(channels[1]),
-            lrn: if lrn && !seed {
+            lrn: if layer.lrn && !seed {
                 Some(self.config.lrn.init()?)
             } else {
                 None
             },
             // Burn's pool stride defaults to the kernel; AlexNet's pools overlap (3, stride 2).
-            pool: pool.then(|| MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init()),
-            dropout: (pool && seed).then(|| DropoutConfig::new(self.config.conv_dropout).init()),
+            pool: layer
+                .pool
+                .then(|| MaxPool2dConfig::new([3, 3]).with_strides([2, 2]).init()),
+            dropout: (layer.pool && seed)
+                .then(|| DropoutConfig::new(self.config.conv_dropout).init()),
             activation: Relu::new(),
         })
     }
@@ -262,11 +274,11 @@ impl AlexNetConfig {
     ///
     /// ```
     /// use alexnet_model::AlexNetConfig;
-    /// use burn::prelude::*;
+    /// use burn::{prelude::*, tensor::FloatDType};
     ///
     /// let device = Device::flex();
     /// let model = AlexNetConfig::seed(10).init(&device)?;
-    /// let log_probs = model.forward(Tensor::zeros([2, 3, 67, 67], &device))?;
+    /// let log_probs = model.forward(Tensor::zeros([2, 3, 67, 67], &device), FloatDType::F32)?;
     /// assert_eq!(log_probs.dims(), [2, 10]);
     /// # Ok::<(), alexnet_model::ModelError>(())
     /// ```
@@ -282,11 +294,11 @@ impl AlexNetConfig {
         // ReLUs positive inputs early on; the post uses zero everywhere.
         let one = if paper { 1.0 } else { 0.0 };
         Ok(AlexNet {
-            conv1: b.conv([3, 96], 11, 4, 0, false, 0.0, true, true)?,
-            conv2: b.conv([96, 256], 5, 1, 2, true, one, true, true)?,
-            conv3: b.conv([256, 384], 3, 1, 1, false, 0.0, false, false)?,
-            conv4: b.conv([384, 384], 3, 1, 1, true, one, false, false)?,
-            conv5: b.conv([384, 256], 3, 1, 1, true, one, false, true)?,
+            conv1: b.conv(&CONV_LAYERS[0])?,
+            conv2: b.conv(&CONV_LAYERS[1])?,
+            conv3: b.conv(&CONV_LAYERS[2])?,
+            conv4: b.conv(&CONV_LAYERS[3])?,
+            conv5: b.conv(&CONV_LAYERS[4])?,
             avgpool: AdaptiveAvgPool2dConfig::new([POOLED, POOLED]).init(),
             dropout0: paper.then(|| DropoutConfig::new(self.fc_dropout).init()),
             fc1: b.linear(256 * POOLED * POOLED, 4096, one),
@@ -320,33 +332,21 @@ impl AlexNet {
         self.fc3.weight.dims()[0]
     }
 
-    /// Log-probabilities `[N, classes]` for images `[N, 3, H, W]` (H, W ≥ 67).
+    /// Log-probabilities `[N, classes]` for images `[N, 3, H, W]` (H, W ≥ 67), with
+    /// convolutions and matrix products computed in `dtype`: `F32`, or `F16`/`BF16` for
+    /// mixed precision, where the weights stay `f32` and each is cast on the fly (a
+    /// differentiable cast, so gradients reach the `f32` weights), and BatchNorm, LRN and
+    /// the log-softmax run in `f32`, as PyTorch's autocast does.
     ///
     /// Dropout and BatchNorm train only when the input is on an autodiff device and the
     /// module is in training mode; use [`Module::valid`] for evaluation.
-    pub fn forward(&self, images: Tensor<4>) -> Result<Tensor<2>> {
+    pub fn forward(&self, images: Tensor<4>, dtype: FloatDType) -> Result<Tensor<2>> {
         let [_, channels, height, width] = images.dims();
         if channels != 3 {
             return Err(ModelError::WrongChannels(channels));
         }
         self.config.check_input(height, width)?;
-        Ok(self.forward_unchecked(images))
-    }
-
-    /// Like [`AlexNet::forward`], computing convolutions and matrix products in `dtype`
-    /// (`F16` or `BF16` for mixed precision) while the weights stay `f32`: each weight is
-    /// cast on the fly (a differentiable cast, so gradients reach the `f32` weights), and
-    /// BatchNorm, LRN and the log-softmax run in `f32`, as PyTorch's autocast does.
-    pub fn forward_in(&self, images: Tensor<4>, dtype: FloatDType) -> Result<Tensor<2>> {
-        if dtype == FloatDType::F32 {
-            return self.forward(images);
-        }
-        let [_, channels, height, width] = images.dims();
-        if channels != 3 {
-            return Err(ModelError::WrongChannels(channels));
-        }
-        self.config.check_input(height, width)?;
-        let mut x = images.cast(dtype);
+        let mut x = in_dtype(images, dtype);
         for block in [
             &self.conv1,
             &self.conv2,
@@ -354,49 +354,24 @@ impl AlexNet {
             &self.conv4,
             &self.conv5,
         ] {
-            x = block.forward_in(x, dtype);
+            x = block.forward(x, dtype);
         }
         let x = self.avgpool.forward(x);
         let mut x: Tensor<2> = x.flatten(1, 3);
         if let Some(dropout) = &self.dropout0 {
             x = dropout.forward(x);
         }
-        let mut x = self.activation.forward(self.fc1.forward_in(x, dtype));
+        let f32 = FloatDType::F32;
+        let mut x = self.activation.forward(self.fc1.forward(x, dtype));
         if let Some(norm) = &self.norm1 {
-            x = batch_norm(norm, x.cast(FloatDType::F32)).cast(dtype);
+            x = in_dtype(batch_norm(norm, in_dtype(x, f32)), dtype);
         }
         let x = self.dropout1.forward(x);
-        let mut x = self.activation.forward(self.fc2.forward_in(x, dtype));
+        let mut x = self.activation.forward(self.fc2.forward(x, dtype));
         if let Some(norm) = &self.norm2 {
-            x = batch_norm(norm, x.cast(FloatDType::F32)).cast(dtype);
+            x = in_dtype(batch_norm(norm, in_dtype(x, f32)), dtype);
         }
-        Ok(log_softmax(
-            self.fc3.forward_in(x, dtype).cast(FloatDType::F32),
-            1,
-        ))
-    }
-
-    fn forward_unchecked(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.conv1.forward(images);
-        let x = self.conv2.forward(x);
-        let x = self.conv3.forward(x);
-        let x = self.conv4.forward(x);
-        let x = self.conv5.forward(x);
-        let x = self.avgpool.forward(x);
-        let mut x: Tensor<2> = x.flatten(1, 3);
-        if let Some(dropout) = &self.dropout0 {
-            x = dropout.forward(x);
-        }
-        let mut x = self.activation.forward(self.fc1.forward(x));
-        if let Some(norm) = &self.norm1 {
-            x = batch_norm(norm, x);
-        }
-        let x = self.dropout1.forward(x);
-        let mut x = self.activation.forward(self.fc2.forward(x));
-        if let Some(norm) = &self.norm2 {
-            x = batch_norm(norm, x);
-        }
-        log_softmax(self.fc3.forward(x), 1)
+        Ok(log_softmax(in_dtype(self.fc3.forward(x, dtype), f32), 1))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Tests of the network against the original's facts (ORIGINAL-IMPLEMENTATION.md).
 
 use alexnet_model::{AlexNet, AlexNetConfig, LrnConfig, ModelError, Variant};
-use burn::{module::Module, prelude::*};
+use burn::{module::Module, prelude::*, tensor::FloatDType};
 
 fn device() -> Device {
     let device = Device::flex();
@@ -96,14 +96,18 @@ fn output_is_classes_wide_for_any_input_from_67() {
     let device = device();
     let model = AlexNetConfig::seed(5).init(&device).unwrap().valid();
     for side in [227, 224, 67] {
-        let out = model.forward(images(2, side, &device)).unwrap();
+        let out = model
+            .forward(images(2, side, &device), FloatDType::F32)
+            .unwrap();
         assert_eq!(out.dims(), [2, 5], "input {side}");
     }
-    let error = model.forward(images(1, 66, &device)).unwrap_err();
+    let error = model
+        .forward(images(1, 66, &device), FloatDType::F32)
+        .unwrap_err();
     assert!(matches!(error, ModelError::InputTooSmall { min: 67, .. }));
     assert!(error.to_string().contains("67x67"), "{error}");
     let wrong = model
-        .forward(Tensor::zeros([1, 1, 80, 80], &device))
+        .forward(Tensor::zeros([1, 1, 80, 80], &device), FloatDType::F32)
         .unwrap_err();
     assert!(matches!(wrong, ModelError::WrongChannels(1)));
 }
@@ -115,7 +119,7 @@ fn outputs_are_log_probabilities() {
         let model = config.init(&device).unwrap().valid();
         let out = values(
             model
-                .forward(images(3, 80, &device))
+                .forward(images(3, 80, &device), FloatDType::F32)
                 .unwrap()
                 .exp()
                 .sum_dim(1),
@@ -133,14 +137,14 @@ fn evaluation_is_deterministic_and_dropout_only_trains() {
     let model = AlexNetConfig::seed(4).init(&train_device).unwrap();
     let x = images(4, 67, &train_device);
     // Training mode on an autodiff device: dropout draws a new mask each time.
-    let a = values(model.forward(x.clone()).unwrap());
-    let b = values(model.forward(x.clone()).unwrap());
+    let a = values(model.forward(x.clone(), FloatDType::F32).unwrap());
+    let b = values(model.forward(x.clone(), FloatDType::F32).unwrap());
     assert_ne!(a, b);
     // Evaluation: the same input gives the same output.
     let eval = model.valid();
     let x = x.inner();
-    let c = values(eval.forward(x.clone()).unwrap());
-    let d = values(eval.forward(x).unwrap());
+    let c = values(eval.forward(x.clone(), FloatDType::F32).unwrap());
+    let d = values(eval.forward(x, FloatDType::F32).unwrap());
     assert_eq!(c, d);
 }
 
@@ -229,7 +233,9 @@ fn forward_backward_smoke_test() {
         AlexNetConfig::paper(3).with_two_tower(true),
     ] {
         let model = config.init(&device).unwrap();
-        let out = model.forward(images(2, 67, &device)).unwrap();
+        let out = model
+            .forward(images(2, 67, &device), FloatDType::F32)
+            .unwrap();
         let targets = Tensor::<1, Int>::from_data([0, 2], &device);
         let loss = out.gather(1, targets.reshape([2, 1])).mean().neg();
         let grads = loss.backward();
@@ -256,8 +262,8 @@ fn save_load_round_trip_is_bit_identical() {
     let loaded = config.load(&path, &device).unwrap();
     let x = images(2, 70, &device);
     assert_eq!(
-        values(model.valid().forward(x.clone()).unwrap()),
-        values(loaded.valid().forward(x).unwrap())
+        values(model.valid().forward(x.clone(), FloatDType::F32).unwrap()),
+        values(loaded.valid().forward(x, FloatDType::F32).unwrap())
     );
     // Weights for another number of classes are an error, not a panic.
     let error = AlexNetConfig::seed(7).load(&path, &device).unwrap_err();
@@ -382,9 +388,9 @@ fn reduced_precision_forward_keeps_f32_weights_and_gradients() {
     };
     let model = config.init(&device).unwrap();
     let x = images(4, 67, &device).div_scalar(50.0);
-    let reference = values(model.forward(x.clone()).unwrap());
+    let reference = values(model.forward(x.clone(), FloatDType::F32).unwrap());
     for dtype in [FloatDType::F16, FloatDType::BF16] {
-        let out = model.forward_in(x.clone(), dtype).unwrap();
+        let out = model.forward(x.clone(), dtype).unwrap();
         assert_eq!(
             out.dtype(),
             DType::F32,

@@ -97,6 +97,43 @@ pub struct PrepConfig {
     pub max_file_bytes: u64,
 }
 
+/// Values from a command line that replace a [`PrepConfig`]'s; `None` keeps the
+/// config's. With the `cli` feature, the `preprocess_caltech` example's flags
+/// (`#[command(flatten)]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct PrepOverrides {
+    /// The raw dataset: one folder per class (overrides prep.input).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub input: Option<PathBuf>,
+    /// Where the processed dataset goes (overrides prep.output).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub output: Option<PathBuf>,
+    /// Side of the square output images in pixels (overrides prep.size).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub size: Option<u32>,
+    /// Fraction of each class held out for validation (overrides prep.val_split).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub val_split: Option<f64>,
+    /// Seed of the split (overrides prep.seed).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub seed: Option<u64>,
+    /// Resize the whole image to a square instead of center-cropping first (sets
+    /// prep.center_crop to false).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "no-center-crop", num_args = 0, default_missing_value = "false")
+    )]
+    pub center_crop: Option<bool>,
+    /// Worker threads (overrides prep.jobs; 0 = all cores).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub jobs: Option<usize>,
+    /// Files larger than this many bytes are skipped unread (overrides
+    /// prep.max_file_bytes).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub max_file_bytes: Option<u64>,
+}
+
 /// The default `prep.max_file_bytes`: 128 MiB, several times a 100-megapixel JPEG.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 128 << 20;
 
@@ -122,6 +159,19 @@ impl Default for PrepConfig {
 }
 
 impl PrepConfig {
+    /// Replaces the values `overrides` sets.
+    pub fn apply(&mut self, overrides: &PrepOverrides) {
+        let o = overrides.clone();
+        self.input = o.input.or(self.input.take());
+        self.output = o.output.or(self.output.take());
+        self.size = o.size.unwrap_or(self.size);
+        self.val_split = o.val_split.unwrap_or(self.val_split);
+        self.seed = o.seed.unwrap_or(self.seed);
+        self.center_crop = o.center_crop.unwrap_or(self.center_crop);
+        self.jobs = o.jobs.unwrap_or(self.jobs);
+        self.max_file_bytes = o.max_file_bytes.unwrap_or(self.max_file_bytes);
+    }
+
     /// Checks every value; the error names the offending key.
     pub fn validate(&self) -> Result<()> {
         let invalid = |field, reason: &str| {

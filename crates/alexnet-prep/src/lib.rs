@@ -34,6 +34,7 @@
 //!   temporary name and renamed, and the lists are written last, so an interrupted run
 //!   leaves nothing a reader would trust. The input is only ever read.
 
+mod command;
 mod config;
 mod dataset;
 mod decode;
@@ -48,7 +49,8 @@ mod split;
 mod stats;
 mod transform;
 
-pub use config::{LabelRule, NestedDirs, PrepConfig, ResizeFilter};
+pub use command::{PreprocessOutcome, preprocess_command};
+pub use config::{LabelRule, NestedDirs, PrepConfig, PrepOverrides, ResizeFilter};
 pub use dataset::{Category, Item, ProcessedDataset, Split};
 pub use decode::{DecodeError, DecodeOptions, Decoded, decode_rgb8};
 pub use demo::{

@@ -1,5 +1,9 @@
 //! The preprocessing run: scan, split, decode → crop → resize → JPEG in parallel,
 //! then the CSVs, the channel statistics and the report.
+//!
+//! Over 400 lines: one streaming run whose stages share its bookkeeping (counts, skips,
+//! the output folder's ownership); the format, I/O, decoding, scanning and statistics
+//! are in modules of their own.
 
 use std::{
     collections::HashSet,

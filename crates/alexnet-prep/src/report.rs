@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::PrepConfig, decode::DecodeError};
+use crate::{config::PrepConfig, decode::DecodeError, format::REPORT_JSON};
 
 /// Why a file under a class folder was not turned into a training image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,4 +124,44 @@ pub struct PrepReport {
     pub empty_classes: Vec<String>,
     /// Timings.
     pub timings: PrepTimings,
+}
+
+impl PrepReport {
+    /// A few lines for a person: the counts, the first `max_skipped` skipped files and
+    /// why, the rate, and where the full report is.
+    pub fn summary(&self, max_skipped: usize) -> String {
+        let counts = &self.counts;
+        let mut text = format!(
+            "{} classes, {} files: {} written ({} train, {} val), {} skipped, {} from nested folders\n",
+            counts.classes,
+            counts.files,
+            counts.written,
+            counts.train,
+            counts.val,
+            counts.skipped,
+            counts.nested_included
+        );
+        for skipped in self.skipped.iter().take(max_skipped) {
+            text.push_str(&format!("  skipped {}: {}\n", skipped.path, skipped.reason));
+        }
+        if self.skipped.len() > max_skipped {
+            text.push_str(&format!(
+                "  ... and {} more\n",
+                self.skipped.len() - max_skipped
+            ));
+        }
+        let report = self
+            .config
+            .output
+            .clone()
+            .unwrap_or_default()
+            .join(REPORT_JSON);
+        text.push_str(&format!(
+            "{:.0} images/s on {} threads; report: {}\n",
+            self.timings.images_per_s,
+            self.timings.threads,
+            report.display()
+        ));
+        text
+    }
 }

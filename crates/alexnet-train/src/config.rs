@@ -1,11 +1,15 @@
 //! The config file: one TOML file with every section drives preprocessing, training
 //! and testing alike.
+//! and testing alike.
+//!
+//! Over 400 lines: every section's fields with their documentation and validation, and
+//! the command-line overrides that mirror them.
 
 use std::path::{Path, PathBuf};
 
 use alexnet_augment::AugmentConfig;
 use alexnet_model::AlexNetConfig;
-use alexnet_prep::{DemoConfig, PrepConfig};
+use alexnet_prep::{DemoConfig, PrepConfig, PrepOverrides};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -25,6 +29,17 @@ pub enum Precision {
     F16,
     /// bfloat16 compute (no loss scaling needed: it has f32's exponent range).
     Bf16,
+}
+
+impl Precision {
+    /// The compute dtype.
+    pub fn float_dtype(self) -> burn::tensor::FloatDType {
+        match self {
+            Self::F32 => burn::tensor::FloatDType::F32,
+            Self::F16 => burn::tensor::FloatDType::F16,
+            Self::Bf16 => burn::tensor::FloatDType::BF16,
+        }
+    }
 }
 
 impl std::str::FromStr for Precision {
@@ -64,6 +79,44 @@ impl std::str::FromStr for Resume {
             path => Self::Path(PathBuf::from(path)),
         })
     }
+}
+
+/// The examples' flags as plain values: each `Some` replaces the config's value
+/// ([`ExperimentConfig::apply`]). With the `cli` feature, the `train_caltech` example's
+/// flags (`#[command(flatten)]`; the `[prep]` ones are [`PrepOverrides`]'s).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct Overrides {
+    /// The prepared dataset (output of preprocess_caltech).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub data: Option<PathBuf>,
+    /// Run directory for checkpoints, logs and TensorBoard. Default: runs/<config name>.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub run_dir: Option<PathBuf>,
+    /// Total epochs.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub epochs: Option<usize>,
+    /// Training batch size.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub batch_size: Option<usize>,
+    /// Device(s): flex, tch-cpu, tch-cuda:0, cuda:0, or a list such as cuda:0,cuda:1.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub device: Option<String>,
+    /// Compute precision: f32, f16 or bf16 (weights stay f32).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub precision: Option<Precision>,
+    /// auto (latest checkpoint of the run), never, or a checkpoint folder.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub resume: Option<Resume>,
+    /// Save a checkpoint every N epochs.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub checkpoint_interval: Option<usize>,
+    /// Seed of shuffling, augmentation, dropout and initialization.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub seed: Option<u64>,
+    /// The `[prep]` section's.
+    #[cfg_attr(feature = "cli", arg(skip))]
+    pub prep: PrepOverrides,
 }
 
 /// Dynamic loss scaling for `f16` (as PyTorch's `GradScaler`).
@@ -364,6 +417,32 @@ impl ExperimentConfig {
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string_pretty(self)
             .map_err(|error| invalid("config", format!("cannot be written as TOML: {error}")))
+    }
+
+    /// The config a command starts from: the file given, else `fallback` (TOML text and
+    /// the name it is known by, such as the built-in demo's), else the defaults.
+    pub fn load_or(file: Option<&Path>, fallback: Option<(&str, &Path)>) -> Result<Self> {
+        match (file, fallback) {
+            (Some(path), _) => Self::load(path),
+            (None, Some((text, origin))) => Self::from_toml(text, origin),
+            (None, None) => Ok(Self::default()),
+        }
+    }
+
+    /// Replaces the values `overrides` sets.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        let o = overrides.clone();
+        let train = &mut self.train;
+        train.data = o.data.or(train.data.take());
+        train.run_dir = o.run_dir.or(train.run_dir.take());
+        train.epochs = o.epochs.unwrap_or(train.epochs);
+        train.batch_size = o.batch_size.unwrap_or(train.batch_size);
+        train.device = o.device.unwrap_or(std::mem::take(&mut train.device));
+        train.precision = o.precision.unwrap_or(train.precision);
+        train.resume = o.resume.unwrap_or(std::mem::take(&mut train.resume));
+        train.checkpoint_interval = o.checkpoint_interval.unwrap_or(train.checkpoint_interval);
+        train.seed = o.seed.unwrap_or(train.seed);
+        self.prep.apply(&o.prep);
     }
 
     /// Checks every section that can be checked without data.

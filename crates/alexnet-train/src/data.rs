@@ -100,20 +100,34 @@ pub struct ImageBatch {
     pub crops: usize,
 }
 
-/// Why a batch could not be made (a file of the prepared dataset went bad).
-#[derive(Debug, Clone)]
+/// Why an image could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadCause {
+    /// Reading the file.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Decoding it.
+    #[error(transparent)]
+    Decode(#[from] alexnet_prep::DecodeError),
+    /// Augmenting it.
+    #[error(transparent)]
+    Augment(#[from] alexnet_augment::AugmentError),
+}
+
+/// An image that could not be loaded into a batch.
+#[derive(Debug)]
 pub struct LoadError {
     /// The file.
     pub path: PathBuf,
     /// Why.
-    pub reason: String,
+    pub cause: LoadCause,
 }
 
 impl From<LoadError> for TrainError {
     fn from(error: LoadError) -> Self {
         TrainError::Image {
             path: error.path,
-            reason: error.reason,
+            source: error.cause,
         }
     }
 }
@@ -154,18 +168,17 @@ impl ImageBatcher {
                 .par_chunks_mut(per_image)
                 .zip(items.par_iter())
                 .try_for_each(|(out, item)| {
-                    let failed = |reason: String| LoadError {
+                    let failed = |cause: LoadCause| LoadError {
                         path: item.path.clone(),
-                        reason,
+                        cause,
                     };
-                    let bytes =
-                        std::fs::read(&item.path).map_err(|error| failed(error.to_string()))?;
+                    let bytes = std::fs::read(&item.path).map_err(|error| failed(error.into()))?;
                     let decoded = decode_rgb8(&bytes, &DecodeOptions::default())
-                        .map_err(|error| failed(error.to_string()))?;
+                        .map_err(|error| failed(error.into()))?;
                     let mut rng = sample_rng(self.seed, self.epoch, item.index as u64);
                     self.pipeline
                         .apply_into(&decoded.image, &mut rng, out)
-                        .map_err(|error| failed(error.to_string()))
+                        .map_err(|error| failed(error.into()))
                 })
         })?;
         Ok(buffer)
@@ -299,8 +312,7 @@ pub fn for_each_batch_until(
             }
         });
         for (index, batch) in receiver.into_iter().enumerate() {
-            let batch =
-                batch.map_err(|error| TrainError::Backend(format!("data loader: {error}")))??;
+            let batch = batch.map_err(TrainError::Loader)??;
             if consume(index, batch)?.is_break() {
                 break;
             }

@@ -40,13 +40,17 @@ pub enum TrainError {
     #[error("model: {0}")]
     Model(#[from] alexnet_model::ModelError),
     /// An image of the prepared dataset could not be loaded.
-    #[error("image {path}: {reason}")]
+    #[error("image {path}: {source}")]
     Image {
         /// The image file.
         path: PathBuf,
         /// Why.
-        reason: String,
+        #[source]
+        source: crate::data::LoadCause,
     },
+    /// The data loader failed.
+    #[error("data loader: {0}")]
+    Loader(#[source] burn::data::dataset::DatasetError),
     /// Training diverged: a loss, gradient, parameter or validation output became NaN or
     /// infinite, or f16 could not make a step even at the smallest loss scale. Raised
     /// before anything non-finite is evaluated, checkpointed or marked best.
@@ -91,9 +95,44 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
-    /// A backend operation failed (reading a tensor back, for example).
-    #[error("backend: {0}")]
-    Backend(String),
+    /// A checkpoint's model or optimizer record could not be read.
+    #[error("checkpoint {path}: {what} unreadable: {source}")]
+    CheckpointRecord {
+        /// The checkpoint folder.
+        path: PathBuf,
+        /// `model weights` or `optimizer state`.
+        what: &'static str,
+        /// Burn's error.
+        #[source]
+        source: burn::store::RecordError,
+    },
+    /// A model or optimizer could not be serialized.
+    #[error("serializing {what}: {source}")]
+    Record {
+        /// What was being serialized.
+        what: &'static str,
+        /// Burn's error.
+        #[source]
+        source: burn::store::RecordError,
+    },
+    /// Reading a tensor back from its device failed.
+    #[error("reading {what} back from the device: {source}")]
+    TensorRead {
+        /// What was being read.
+        what: &'static str,
+        /// Burn's error.
+        #[source]
+        source: burn::tensor::TensorReadError,
+    },
+    /// A CSV file could not be written.
+    #[error("csv: {0}")]
+    Csv(#[from] csv::Error),
+    /// A thread computing a shard of the batch on another device panicked.
+    #[error("a device thread computing part of the batch panicked (see the message above)")]
+    ShardPanicked,
+    /// A step failed after taking the model (a bug: the model cannot be recovered).
+    #[error("the model was lost by a failed step")]
+    ModelLost,
 }
 
 /// `Result` with [`TrainError`].

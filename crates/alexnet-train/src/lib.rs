@@ -4,12 +4,12 @@
 //! ReduceLROnPlateau, TensorBoard, NaN detection, multiple devices and mixed precision.
 //!
 //! ```no_run
-//! use alexnet_train::{config::ExperimentConfig, run, trainer};
+//! use alexnet_train::{config::ExperimentConfig, fit, session};
 //!
 //! let mut config = ExperimentConfig::load("configs/demo.toml".as_ref())?;
-//! run::resolve_data(&mut config, true)?; // builds the demo dataset when none is set
-//! config.train.run_dir = Some(run::default_run_dir("demo"));
-//! let summary = trainer::train(&config, &mut |metrics| {
+//! session::resolve_data(&mut config, true)?; // builds the demo dataset when none is set
+//! config.train.run_dir = Some(session::default_run_dir("demo"));
+//! let summary = fit::train(&config, &mut |metrics| {
 //!     println!("epoch {}: val acc {:.1}%", metrics.epoch, 100.0 * metrics.val_top1);
 //!     true // keep going
 //! })?;
@@ -17,23 +17,31 @@
 //! # Ok::<(), alexnet_train::error::TrainError>(())
 //! ```
 //!
-//! Modules: [`config`] (the TOML file), [`device`] (`--device` strings; the only place a
-//! backend is named), [`data`] (Burn dataset, batcher and loaders), [`schedule`]
-//! (ReduceLROnPlateau and Burn's schedulers), [`trainer`] (the loop), [`checkpoint`],
-//! [`tensorboard`], [`logging`], [`metrics`], [`run`] (what the examples call).
+//! Modules, in the order a run uses them: [`config`] (the TOML file and the flags that
+//! override it), [`device`] (`--device` strings; the only place a backend is named),
+//! [`session`] (a run checked and loaded before anything is written), [`data`] (Burn
+//! dataset, batcher and loaders), [`step`] (loss and batch gradients over devices),
+//! [`loss_scale`] (f16), [`sgd`], [`schedule`] (ReduceLROnPlateau and Burn's
+//! schedulers), [`fit`] (the epoch loop), [`eval`] (evaluation and testing a
+//! checkpoint), [`checkpoint`], [`tensorboard`], [`logging`], [`metrics`], [`io`].
 
 pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
+pub mod fit;
+pub mod io;
 pub mod logging;
+pub mod loss_scale;
 pub mod metrics;
-pub mod run;
+mod report;
 pub mod schedule;
+pub mod session;
 pub mod sgd;
+pub mod step;
 pub mod tensorboard;
-pub mod trainer;
 
 /// The Burn version this crate is built on, for devices and tensors in your own code.
 pub use burn;

@@ -1,5 +1,8 @@
 //! Learning-rate schedules, stepped once per epoch: PyTorch's `ReduceLROnPlateau`
 //! (which Burn lacks) and Burn's own schedulers.
+//!
+//! Over 400 lines: a quarter is unit tests (one against PyTorch's own sequence), and
+//! the rest is one concern (the schedules, their validation and their resumable state).
 
 use burn::optim::lr_scheduler::{
     cosine::CosineAnnealingLrSchedulerConfig, exponential::ExponentialLrSchedulerConfig,

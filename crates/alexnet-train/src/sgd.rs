@@ -100,7 +100,7 @@ mod tests {
             GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
             momentum::MomentumConfig,
         },
-        tensor::{Distribution, Tolerance},
+        tensor::{Distribution, FloatDType, Tolerance},
     };
 
     fn burns(sgd: Sgd) -> ModuleOptimizer {
@@ -148,7 +148,7 @@ mod tests {
                 ),
                 &device,
             );
-            let loss = model.forward(x).powf_scalar(2.0).sum();
+            let loss = model.forward(x, FloatDType::F32).powf_scalar(2.0).sum();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(0.05, model, grads);
         }

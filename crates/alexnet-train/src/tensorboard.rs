@@ -6,6 +6,10 @@
 //! after every existing one, every error is returned, and a resumed run first writes a
 //! session-start event at its first step, which makes TensorBoard drop the points an
 //! interrupted run wrote past its last checkpoint (what PyTorch's `purge_step` does).
+//! interrupted run wrote past its last checkpoint (what PyTorch's `purge_step` does).
+//!
+//! About 400 lines: the writer and the reader that checks it (with TensorBoard's purge
+//! rules) belong together; a tenth is tests.
 
 use std::{
     collections::BTreeMap,
@@ -214,6 +218,8 @@ pub struct EventLog {
     pub scalars: BTreeMap<String, Vec<(u64, f32)>>,
     /// Steps of image summaries per tag.
     pub images: BTreeMap<String, Vec<u64>>,
+    /// The encoded images (PNG) of those summaries, with their steps.
+    pub encoded_images: BTreeMap<String, Vec<(u64, Vec<u8>)>>,
     /// Text summaries per tag.
     pub texts: BTreeMap<String, Vec<(u64, String)>>,
     /// Session-start steps seen.
@@ -319,6 +325,9 @@ impl EventLog {
         for steps in self.images.values_mut() {
             steps.retain(|&s| s < step);
         }
+        for images in self.encoded_images.values_mut() {
+            images.retain(|(s, _)| *s < step);
+        }
         for texts in self.texts.values_mut() {
             texts.retain(|&(s, _)| s < step);
         }
@@ -333,6 +342,11 @@ impl EventLog {
                     .or_default()
                     .push((step, value.get_simple_value()));
             } else if value.has_image() {
+                let encoded = value.get_image().get_encoded_image_string().to_vec();
+                self.encoded_images
+                    .entry(tag.clone())
+                    .or_default()
+                    .push((step, encoded));
                 self.images.entry(tag).or_default().push(step);
             } else if value.has_tensor() {
                 let text = value

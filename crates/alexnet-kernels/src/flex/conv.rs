@@ -10,6 +10,9 @@
 //! product per image. The forward pass is the same product the other way round,
 //! `Y_n = W · col(x_n)`, which lands directly in the NCHW output (flex's own converts
 //! the input to NHWC and the output back).
+//!
+//! Over 400 lines: a quarter is unit tests against a direct definition of both
+//! products, over strides, padding, dilation and groups.
 
 use super::{f32s, tensor};
 use crate::NativeConv;

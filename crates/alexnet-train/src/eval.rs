@@ -1,5 +1,5 @@
-//! What the example binaries call: resolving the data (building the demo when none is
-//! configured), training, and testing a run's checkpoint.
+//! Evaluation: a model on a split with a pipeline (loss, top-1, top-5, per class; ten-crop
+//! averaged in probability space), and testing a run's checkpoint.
 
 use std::{
     fs,
@@ -7,87 +7,75 @@ use std::{
     sync::Arc,
 };
 
-use alexnet_augment::OpConfig;
-use alexnet_prep::{
-    PrepConfig, PrepReport, Preprocessor, ProcessedDataset, REPORT_JSON, Split, generate_demo,
-};
-use burn::{store::ModuleRecord, tensor::Bytes};
+use alexnet_augment::{OpConfig, Pipeline};
+use alexnet_model::AlexNet;
+use alexnet_prep::{Category, ProcessedDataset, Split};
+use burn::{module::Module, prelude::*};
 
 use crate::{
     checkpoint::CheckpointStore,
-    config::ExperimentConfig,
-    data::{ImageDataset, loader_pool},
+    config::{ExperimentConfig, Overrides, Precision},
+    data::{ImageBatcher, ImageDataset, eval_loader, for_each_batch, loader_pool},
     device::parse_device,
     error::{IoContext, Result, TrainError, invalid},
-    trainer::{
-        EvalOptions, build_pipelines, check_same_classes, class_labels, evaluate, write_atomic,
-    },
+    io::write_atomic,
+    metrics::{Accumulator, average_crops},
+    session::{build_pipelines, check_same_classes, class_labels, default_run_dir},
 };
 
-/// The run directory used when none is given: `runs/<name>`.
-pub fn default_run_dir(name: &str) -> PathBuf {
-    PathBuf::from("runs").join(name)
+/// How [`evaluate`] runs.
+#[derive(Clone)]
+pub struct EvalOptions {
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Compute precision.
+    pub precision: Precision,
+    /// The device (a plain one; evaluation needs no autodiff).
+    pub device: Device,
+    /// Batches prepared ahead.
+    pub prefetch: usize,
+    /// Decoding threads.
+    pub pool: Arc<rayon::ThreadPool>,
 }
 
-/// The prepared dataset to use: `train.data`, else `prep.output`, else the demo dataset,
-/// generated and preprocessed on first use (reused afterwards). Sets `train.data`.
-pub fn resolve_data(config: &mut ExperimentConfig, show_progress: bool) -> Result<PathBuf> {
-    if let Some(data) = config
-        .train
-        .data
-        .clone()
-        .or_else(|| config.prep.output.clone())
-    {
-        if !data.is_dir() {
-            return Err(invalid(
-                "train.data",
-                format!(
-                    "{} does not exist (run preprocess_caltech first, or pass --data)",
-                    data.display()
-                ),
-            ));
+/// Evaluates `model` on `dataset` with `pipeline`: loss, top-1, top-5 and per-class
+/// counts (`(correct, total)` per class). Ten-crop pipelines average in probability space.
+pub fn evaluate(
+    model: &AlexNet,
+    dataset: &ImageDataset,
+    pipeline: Arc<Pipeline>,
+    options: &EvalOptions,
+) -> Result<(Accumulator, Vec<(usize, usize)>)> {
+    let model = model.valid();
+    let classes = model.num_classes();
+    let batcher = ImageBatcher::new(pipeline, options.pool.clone(), 0, 0);
+    let loader = eval_loader(dataset, batcher, options.batch_size, &options.device);
+    let mut accumulator = Accumulator::default();
+    let mut per_class = vec![(0usize, 0usize); classes];
+    let dtype = options.precision.float_dtype();
+    for_each_batch(&loader, options.prefetch, |_, batch| {
+        let crops = batch.crops;
+        let rows = model
+            .forward(batch.images, dtype)?
+            .try_to_vec_as::<f32>()
+            .map_err(|source| TrainError::TensorRead {
+                what: "log-probabilities",
+                source,
+            })?;
+        let rows = average_crops(&rows, classes, crops);
+        accumulator.add_log_probs(&rows, classes, &batch.classes);
+        for (row, &class) in rows.chunks_exact(classes).zip(&batch.classes) {
+            per_class[class].1 += 1;
+            per_class[class].0 += usize::from(crate::metrics::rank_of(row, class) == 0);
         }
-        config.train.data = Some(data.clone());
-        return Ok(data);
-    }
-    let raw = config.demo.dir.join("raw");
-    let processed = config.demo.dir.join("processed");
-    tracing::info!(
-        "no dataset configured: using the built-in demo dataset in {}",
-        config.demo.dir.display()
-    );
-    let summary = generate_demo(&raw, &config.demo)?;
-    let prep = PrepConfig {
-        input: Some(raw.clone()),
-        output: Some(processed.clone()),
-        ..config.prep.clone()
-    };
-    let previous: Option<PrepReport> = fs::read_to_string(processed.join(REPORT_JSON))
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok());
-    let reusable = previous.is_some_and(|report| report.config == prep)
-        && ProcessedDataset::open(&processed).is_ok();
-    if !reusable {
-        let mut preprocessor = Preprocessor::new(prep).overwrite(true);
-        if show_progress {
-            preprocessor = preprocessor.progress(alexnet_prep::progress_bar("preprocessing demo"));
-        }
-        let report = preprocessor.run()?;
-        tracing::info!(
-            "demo dataset: {} images in {} classes ({} generated, {} odd files skipped as a real download's would be)",
-            report.counts.written,
-            report.counts.classes,
-            summary.images,
-            report.counts.skipped
-        );
-    }
-    config.train.data = Some(processed.clone());
-    Ok(processed)
+        Ok(())
+    })?;
+    Ok((accumulator, per_class))
 }
 
 /// The prepared dataset to evaluate a run on: the one given (`train.data` or
 /// `prep.output`), else the one the run trained on (its `config.toml`), else the demo
-/// dataset, with a warning, as [`resolve_data`] would. Sets `train.data`.
+/// dataset, with a warning, as [`resolve_data`](crate::session::resolve_data) would. Sets `train.data`.
 pub fn resolve_test_data(config: &mut ExperimentConfig, run_dir: &Path) -> Result<PathBuf> {
     let given = config.train.data.is_some() || config.prep.output.is_some();
     let recorded = run_dir.join("config.toml");
@@ -108,7 +96,63 @@ pub fn resolve_test_data(config: &mut ExperimentConfig, run_dir: &Path) -> Resul
             recorded.display()
         );
     }
-    resolve_data(config, false)
+    crate::session::resolve_data(config, false)
+}
+
+/// What the `test_caltech` example asks for.
+#[derive(Debug, Clone)]
+pub struct TestCommand<'a> {
+    /// `--config`; else the run directory's `config.toml`, else `demo_config`.
+    pub config: Option<&'a Path>,
+    /// The built-in demo's TOML text and the name it is known by.
+    pub demo_config: (&'a str, &'a Path),
+    /// `--run-dir`; else `runs/<config file stem>` (`runs/demo` without a config).
+    pub run_dir: Option<PathBuf>,
+    /// `--checkpoint`; else the run's latest.
+    pub checkpoint: Option<PathBuf>,
+    /// The split to evaluate.
+    pub split: Split,
+    /// How images are presented.
+    pub view: TestView,
+    /// `--data`, `--device`.
+    pub overrides: Overrides,
+}
+
+/// What the `test_caltech` example calls: the config resolved as [`TestCommand`] says,
+/// the dataset as [`resolve_test_data`] finds it, then [`test`].
+pub fn test_command(command: &TestCommand) -> Result<TestReport> {
+    let name = command
+        .config
+        .and_then(|path| path.file_stem())
+        .map_or("demo".to_string(), |s| s.to_string_lossy().into_owned());
+    let run_dir = command
+        .run_dir
+        .clone()
+        .unwrap_or_else(|| default_run_dir(&name));
+    let recorded = run_dir.join("config.toml");
+    let file = command
+        .config
+        .or_else(|| recorded.is_file().then_some(recorded.as_path()));
+    let mut config = ExperimentConfig::load_or(file, Some(command.demo_config))?;
+    config.apply(&command.overrides);
+    if !run_dir.is_dir() && command.checkpoint.is_none() {
+        return Err(invalid(
+            "--run-dir",
+            format!(
+                "run directory {} does not exist (train first, or pass --run-dir / --checkpoint)",
+                run_dir.display()
+            ),
+        ));
+    }
+    let _log = crate::logging::init(&config.logging, None)?;
+    resolve_test_data(&mut config, &run_dir)?;
+    test(
+        &config,
+        &run_dir,
+        command.checkpoint.as_deref(),
+        command.split,
+        command.view,
+    )
 }
 
 /// What [`test`] measured.
@@ -208,16 +252,7 @@ pub fn test(
     }
     let (_, pipeline) = build_pipelines(&config, &data, &model_config)?;
     let device = parse_device(config.train.device.split(',').next().unwrap_or_default())?;
-    let record =
-        ModuleRecord::from_bytes(Bytes::from_bytes_vec(loaded.model.clone())).map_err(|error| {
-            TrainError::Checkpoint {
-                path: loaded.dir.clone(),
-                reason: format!("model weights unreadable: {error}"),
-            }
-        })?;
-    let model = model_config
-        .init(&device)?
-        .apply_record(record, &loaded.dir)?;
+    let model = loaded.load_model(model_config.init(&device)?)?;
     let dataset = ImageDataset::new(&data, split);
     let pool = loader_pool(config.train.loader_threads)?;
     let batch_size = if view == TestView::TenCrop {
@@ -254,20 +289,7 @@ pub fn test(
         "{split}-epoch-{:04}-{view_name}.csv",
         loaded.state.epoch
     ));
-    let mut csv = String::from("id,label,correct,total,accuracy\n");
-    for (category, (correct, total)) in data.categories().iter().zip(&per_class) {
-        let accuracy = if *total == 0 {
-            0.0
-        } else {
-            *correct as f64 / *total as f64
-        };
-        let label = category.label.replace('"', "\"\"");
-        csv.push_str(&format!(
-            "{},\"{label}\",{correct},{total},{accuracy:.6}\n",
-            category.id
-        ));
-    }
-    write_atomic(&csv_path, csv.as_bytes())?;
+    write_atomic(&csv_path, &per_class_csv(data.categories(), &per_class)?)?;
     Ok(TestReport {
         top1: accumulator.top1(),
         top5: accumulator.top5(),
@@ -277,4 +299,36 @@ pub fn test(
         epoch: loaded.state.epoch,
         per_class_csv: csv_path,
     })
+}
+
+/// One row of the per-class accuracy CSV.
+#[derive(serde::Serialize)]
+struct ClassRow<'a> {
+    id: usize,
+    label: &'a str,
+    correct: usize,
+    total: usize,
+    accuracy: String,
+}
+
+/// `id,label,correct,total,accuracy` rows, one per class.
+fn per_class_csv(categories: &[Category], per_class: &[(usize, usize)]) -> Result<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for (category, &(correct, total)) in categories.iter().zip(per_class) {
+        let accuracy = if total == 0 {
+            0.0
+        } else {
+            correct as f64 / total as f64
+        };
+        writer.serialize(ClassRow {
+            id: category.id,
+            label: &category.label,
+            correct,
+            total,
+            accuracy: format!("{accuracy:.6}"),
+        })?;
+    }
+    writer
+        .into_inner()
+        .map_err(|error| TrainError::Csv(error.into_error().into()))
 }

@@ -1,0 +1,126 @@
+//! What a run reports: its TensorBoard folder (session marks, the model summary, the
+//! preview of augmented images, one point per epoch for every curve) and the log line.
+
+use std::{ops::ControlFlow, path::Path, sync::Arc};
+
+use alexnet_augment::Pipeline;
+use burn::prelude::*;
+
+use crate::{
+    data::{ImageBatcher, ImageDataset, for_each_batch_until, train_loader},
+    error::{Result, TrainError},
+    metrics::EpochMetrics,
+    tensorboard::TensorBoard,
+};
+
+/// Opens the run's TensorBoard folder for a session starting after `epochs_done`
+/// epochs.
+///
+/// Every session opens with a `SessionLog.START` at its first step. TensorBoard takes a
+/// run's first one as its beginning and each later one as a restart that drops the
+/// points at its step and after: those an interrupted run wrote past its checkpoint, or
+/// everything when a run killed before its first checkpoint starts over. A folder
+/// written before sessions were marked gets one more, so that this restart is not taken
+/// for the beginning.
+pub(crate) fn open_tensorboard(dir: &Path, epochs_done: usize) -> Result<TensorBoard> {
+    let earlier_starts = crate::tensorboard::session_starts(dir)?;
+    let mut board = TensorBoard::create(dir)?;
+    let first_step = if epochs_done == 0 {
+        0
+    } else {
+        epochs_done as u64 + 1
+    };
+    if earlier_starts.is_some_and(|starts| starts.is_empty()) {
+        board.session_start(first_step)?;
+    }
+    board.session_start(first_step)?;
+    Ok(board)
+}
+
+/// The epoch's log line.
+pub(crate) fn log_epoch(metrics: &EpochMetrics, epochs: usize) {
+    tracing::info!(
+        "epoch {}/{epochs}: loss {:.4}, train acc {:.2}%, val loss {:.4}, val acc {:.2}% (top-5 {:.2}%), lr {:.3e}, {:.1} images/s, {:.1}s",
+        metrics.epoch,
+        metrics.train_loss,
+        100.0 * metrics.train_accuracy,
+        metrics.val_loss,
+        100.0 * metrics.val_top1,
+        100.0 * metrics.val_top5,
+        metrics.lr,
+        metrics.images_per_sec,
+        metrics.seconds
+    );
+}
+
+/// The epoch's point on every curve (the loss scale and skipped steps under f16 only).
+pub(crate) fn write_scalars(
+    board: &mut TensorBoard,
+    metrics: &EpochMetrics,
+    loss_scaling: bool,
+) -> Result<()> {
+    let step = metrics.epoch as u64;
+    board.scalar("loss/train", metrics.train_loss, step)?;
+    board.scalar("loss/val", metrics.val_loss, step)?;
+    board.scalar("accuracy/train", metrics.train_accuracy, step)?;
+    board.scalar("accuracy/val", metrics.val_top1, step)?;
+    board.scalar("accuracy/val_top5", metrics.val_top5, step)?;
+    board.scalar("learning_rate", metrics.lr, step)?;
+    board.scalar("throughput/images_per_sec", metrics.images_per_sec, step)?;
+    if loss_scaling {
+        board.scalar("loss_scale", metrics.loss_scale, step)?;
+        board.scalar("skipped_steps", metrics.skipped_steps as f64, step)?;
+    }
+    board.flush()
+}
+
+/// A grid of the first `count` training images of epoch 1 as the network sees them
+/// (the epoch's shuffled order, augmented, normalization undone): the same images and
+/// the same draws as the run's first batch.
+pub(crate) fn preview_grid(
+    dataset: &ImageDataset,
+    pipeline: &Arc<Pipeline>,
+    pool: Arc<rayon::ThreadPool>,
+    seed: u64,
+    count: usize,
+    device: &Device,
+) -> Result<Option<image::RgbImage>> {
+    let count = count.min(dataset.items().len());
+    if count == 0 {
+        return Ok(None);
+    }
+    let batcher = ImageBatcher::new(pipeline.clone(), pool, seed, 1);
+    let loader = train_loader(dataset, batcher, count, seed, 1, device);
+    let mut pixels = None;
+    for_each_batch_until(&loader, 1, |_, batch| {
+        let values =
+            batch
+                .images
+                .try_to_vec_as::<f32>()
+                .map_err(|source| TrainError::TensorRead {
+                    what: "the preview images",
+                    source,
+                })?;
+        pixels = Some(values);
+        Ok(ControlFlow::Break(()))
+    })?;
+    let Some(pixels) = pixels else {
+        return Ok(None);
+    };
+    let [h, w] = pipeline.output_size();
+    let columns = (count as f64).sqrt().ceil() as u32;
+    let rows = (count as u32).div_ceil(columns);
+    let gap = 2;
+    let mut grid = image::RgbImage::new(columns * (w + gap) - gap, rows * (h + gap) - gap);
+    let per_image = 3 * (h * w) as usize;
+    for (k, chw) in pixels.chunks_exact(per_image).enumerate() {
+        if let Some(tile) = pipeline.to_rgb8(chw) {
+            let (x0, y0) = (
+                (k as u32 % columns) * (w + gap),
+                (k as u32 / columns) * (h + gap),
+            );
+            image::imageops::replace(&mut grid, &tile, i64::from(x0), i64::from(y0));
+        }
+    }
+    Ok(Some(grid))
+}
