@@ -76,12 +76,13 @@ pub enum PrepError {
         source: image::ImageError,
     },
     /// Building the worker thread pool failed.
-    #[error("could not start {jobs} worker threads: {reason}")]
+    #[error("could not start {jobs} worker threads: {source}")]
     ThreadPool {
         /// Requested number of threads.
         jobs: usize,
         /// Why it failed.
-        reason: String,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
     },
 }
 

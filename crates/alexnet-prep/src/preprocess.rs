@@ -173,9 +173,9 @@ impl<'a> Preprocessor<'a> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
-            .map_err(|error| PrepError::ThreadPool {
+            .map_err(|source| PrepError::ThreadPool {
                 jobs: threads,
-                reason: error.to_string(),
+                source,
             })?;
         self.progress.set_length(jobs.len() as u64);
         let process_started = Instant::now();

@@ -308,8 +308,11 @@ impl CheckpointStore {
                 .files
                 .insert(OPTIMIZER_FILE.into(), FileDigest::of(optimizer));
         }
-        let json = serde_json::to_vec_pretty(&state)
-            .map_err(|error| checkpoint_error(&tmp, error.to_string()))?;
+        let json =
+            serde_json::to_vec_pretty(&state).map_err(|source| TrainError::CheckpointState {
+                path: tmp.clone(),
+                source,
+            })?;
         write_atomic(&tmp.join(STATE_FILE), &json)?;
         sync_dir(&tmp)?;
         // An older folder of the same name (a run resumed from before it) moves aside first.
@@ -363,10 +366,15 @@ impl CheckpointStore {
             return Err(checkpoint_error(dir, "not found"));
         }
         let state_path = dir.join(STATE_FILE);
-        let text = fs::read(&state_path)
-            .map_err(|error| checkpoint_error(&state_path, error.to_string()))?;
-        let state: TrainerState = serde_json::from_slice(&text)
-            .map_err(|error| checkpoint_error(&state_path, format!("unreadable: {error}")))?;
+        let text = fs::read(&state_path).map_err(|source| TrainError::CheckpointIo {
+            path: state_path.clone(),
+            source,
+        })?;
+        let state: TrainerState =
+            serde_json::from_slice(&text).map_err(|source| TrainError::CheckpointState {
+                path: state_path.clone(),
+                source,
+            })?;
         if state.format != FORMAT {
             return Err(checkpoint_error(
                 &state_path,
@@ -378,8 +386,10 @@ impl CheckpointStore {
                 return Ok(None);
             };
             let path = dir.join(name);
-            let bytes =
-                fs::read(&path).map_err(|error| checkpoint_error(&path, error.to_string()))?;
+            let bytes = fs::read(&path).map_err(|source| TrainError::CheckpointIo {
+                path: path.clone(),
+                source,
+            })?;
             if FileDigest::of(&bytes) != *digest {
                 return Err(checkpoint_error(
                     &path,

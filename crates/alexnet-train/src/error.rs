@@ -95,6 +95,24 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
+    /// A checkpoint file could not be read.
+    #[error("checkpoint {path}: {source}")]
+    CheckpointIo {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint's `state.json` could not be written or parsed.
+    #[error("checkpoint {path}: state unreadable: {source}")]
+    CheckpointState {
+        /// The file or folder.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A checkpoint's model or optimizer record could not be read.
     #[error("checkpoint {path}: {what} unreadable: {source}")]
     CheckpointRecord {
