@@ -56,38 +56,20 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<()> {
-    let view = if args.ten_crop {
-        TestView::TenCrop
-    } else if args.center_crop {
-        TestView::CenterCrop
-    } else {
-        TestView::Config
-    };
     let report = test_command(&TestCommand {
         config: args.config.as_deref(),
         demo_config: (DEMO_CONFIG, Path::new("configs/demo.toml")),
         run_dir: args.run_dir,
         checkpoint: args.checkpoint,
         split: args.split,
-        view,
+        view: TestView::from_flags(args.ten_crop, args.center_crop),
         overrides: Overrides {
             data: args.data,
             device: args.device,
             ..Overrides::default()
         },
     })?;
-    println!(
-        "checkpoint {} (epoch {}), {} split: loss {:.4}; per-class accuracy in {}",
-        report.checkpoint.display(),
-        report.epoch,
-        args.split,
-        report.loss,
-        report.per_class_csv.display()
-    );
-    println!(
-        "top1={:.4} top5={:.4} images={}",
-        report.top1, report.top5, report.images
-    );
+    println!("{report}");
     Ok(())
 }
 

@@ -172,6 +172,28 @@ pub struct TestReport {
     pub epoch: usize,
     /// The per-class accuracy CSV written.
     pub per_class_csv: PathBuf,
+    /// The split evaluated.
+    pub split: Split,
+}
+
+impl std::fmt::Display for TestReport {
+    /// Two lines: what was evaluated, then `top1=… top5=… images=…`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "checkpoint {} (epoch {}), {} split: loss {:.4}; per-class accuracy in {}",
+            self.checkpoint.display(),
+            self.epoch,
+            self.split,
+            self.loss,
+            self.per_class_csv.display()
+        )?;
+        write!(
+            f,
+            "top1={:.4} top5={:.4} images={}",
+            self.top1, self.top5, self.images
+        )
+    }
 }
 
 /// How test images are presented to the network.
@@ -183,6 +205,17 @@ pub enum TestView {
     CenterCrop,
     /// The paper's ten crops (corners, centre and mirrors), outputs averaged.
     TenCrop,
+}
+
+impl TestView {
+    /// The view that `--ten-crop` and `--center-crop` ask for (ten-crop first).
+    pub fn from_flags(ten_crop: bool, center_crop: bool) -> Self {
+        match (ten_crop, center_crop) {
+            (true, _) => Self::TenCrop,
+            (false, true) => Self::CenterCrop,
+            (false, false) => Self::Config,
+        }
+    }
 }
 
 /// Evaluates a run's checkpoint (`checkpoint`, else the run's latest) on `split`.
@@ -298,6 +331,7 @@ pub fn test(
         checkpoint: loaded.dir,
         epoch: loaded.state.epoch,
         per_class_csv: csv_path,
+        split,
     })
 }
 
