@@ -3,9 +3,8 @@
 
 use crate::{
     config::{PrepConfig, PrepOverrides},
-    demo::{DemoConfig, DemoPrepOptions, DemoSummary, prepare_demo},
+    demo::{DemoConfig, DemoPrepOptions, DemoSummary, demo_input},
     error::{PrepError, Result},
-    preprocess::Preprocessor,
     report::PrepReport,
 };
 
@@ -30,6 +29,7 @@ pub fn preprocess_command(
 ) -> Result<PreprocessOutcome> {
     let mut config = config.clone();
     config.apply(overrides);
+    let mut generated = None;
     if let Some(demo) = demo {
         if overrides.input.is_some() {
             return Err(PrepError::InvalidConfig {
@@ -37,19 +37,9 @@ pub fn preprocess_command(
                 reason: "excludes --demo: --demo generates its own input".into(),
             });
         }
-        let options = DemoPrepOptions {
-            reuse: false,
-            ..options
-        };
-        let prepared = prepare_demo(demo, &config, options)?;
-        let report = prepared.report.ok_or_else(|| PrepError::InvalidConfig {
-            field: "--demo",
-            reason: "the demo was not preprocessed".into(),
-        })?;
-        return Ok(PreprocessOutcome {
-            report,
-            demo: Some(prepared.summary),
-        });
+        let (summary, demo_config) = demo_input(demo, &config)?;
+        config = demo_config;
+        generated = Some(summary);
     }
     if config.input.is_none() {
         return Err(PrepError::InvalidConfig {
@@ -64,12 +54,8 @@ pub fn preprocess_command(
             reason: "no output folder: pass --output".into(),
         });
     }
-    let mut preprocessor = Preprocessor::new(config).overwrite(options.overwrite);
-    if let Some(progress) = options.progress {
-        preprocessor = preprocessor.progress(progress);
-    }
     Ok(PreprocessOutcome {
-        report: preprocessor.run()?,
-        demo: None,
+        report: options.preprocessor(config).run()?,
+        demo: generated,
     })
 }

@@ -54,7 +54,7 @@ pub use config::{LabelRule, NestedDirs, PrepConfig, PrepOverrides, ResizeFilter}
 pub use dataset::{Category, Item, ProcessedDataset, Split};
 pub use decode::{DecodeError, DecodeOptions, Decoded, decode_rgb8};
 pub use demo::{
-    DemoConfig, DemoPrepOptions, DemoSummary, PreparedDemo, generate_demo, prepare_demo,
+    DemoConfig, DemoPrepOptions, DemoSummary, PreparedDemo, demo_input, generate_demo, prepare_demo,
 };
 pub use error::{PrepError, Result};
 pub use format::{

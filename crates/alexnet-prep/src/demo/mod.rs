@@ -310,24 +310,45 @@ pub struct PreparedDemo {
     pub report: Option<PrepReport>,
 }
 
-/// Generates the demo dataset in `<demo.dir>/raw` ([`generate_demo`]) and preprocesses
-/// it with `prep`'s settings into `prep.output`, or `<demo.dir>/processed` when unset.
+impl DemoPrepOptions {
+    /// A [`Preprocessor`] for `config` with these options' overwrite and progress bar.
+    pub fn preprocessor<'a>(self, config: PrepConfig) -> Preprocessor<'a> {
+        let preprocessor = Preprocessor::new(config).overwrite(self.overwrite);
+        match self.progress {
+            Some(progress) => preprocessor.progress(progress),
+            None => preprocessor,
+        }
+    }
+}
+
+/// Generates the demo dataset in `<demo.dir>/raw` ([`generate_demo`]) and returns `prep`
+/// pointed at it: that folder as the input, `prep.output` or `<demo.dir>/processed` as
+/// the output.
+pub fn demo_input(demo: &DemoConfig, prep: &PrepConfig) -> Result<(DemoSummary, PrepConfig)> {
+    let raw = demo.dir.join("raw");
+    let summary = generate_demo(&raw, demo)?;
+    let output = prep
+        .output
+        .clone()
+        .unwrap_or_else(|| demo.dir.join("processed"));
+    let prep = PrepConfig {
+        input: Some(raw),
+        output: Some(output),
+        ..prep.clone()
+    };
+    Ok((summary, prep))
+}
+
+/// Generates the demo dataset ([`demo_input`]) and preprocesses it with `prep`'s
+/// settings, unless `options.reuse` finds an output an identical earlier run wrote.
 pub fn prepare_demo(
     demo: &DemoConfig,
     prep: &PrepConfig,
     options: DemoPrepOptions,
 ) -> Result<PreparedDemo> {
-    let raw = demo.dir.join("raw");
-    let summary = generate_demo(&raw, demo)?;
-    let processed = prep
-        .output
-        .clone()
-        .unwrap_or_else(|| demo.dir.join("processed"));
-    let prep = PrepConfig {
-        input: Some(raw.clone()),
-        output: Some(processed.clone()),
-        ..prep.clone()
-    };
+    let (summary, prep) = demo_input(demo, prep)?;
+    let raw = prep.input.clone().unwrap_or_default();
+    let processed = prep.output.clone().unwrap_or_default();
     let previous: Option<PrepReport> = fs::read_to_string(processed.join(REPORT_JSON))
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
@@ -337,11 +358,7 @@ pub fn prepare_demo(
     let report = if reusable {
         None
     } else {
-        let mut preprocessor = Preprocessor::new(prep).overwrite(options.overwrite);
-        if let Some(progress) = options.progress {
-            preprocessor = preprocessor.progress(progress);
-        }
-        Some(preprocessor.run()?)
+        Some(options.preprocessor(prep).run()?)
     };
     Ok(PreparedDemo {
         summary,
