@@ -30,15 +30,25 @@ pub fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{}.part", name.unwrap_or_default()))
 }
 
-/// Writes `bytes` to [`temporary_path`]`(path)`, then renames it to `path`.
-pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<()> {
-    let tmp = temporary_path(path);
-    let mut file = fs::File::create(&tmp)?;
+/// Writes `bytes` to `path` and flushes them to disk, without a temporary name: for a
+/// file inside a folder that is itself written under a temporary name and renamed.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_file(path, bytes, Durability::Synced)
+}
+
+fn write_file(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<()> {
+    let mut file = fs::File::create(path)?;
     file.write_all(bytes)?;
     if durability == Durability::Synced {
         file.sync_all()?;
     }
-    drop(file);
+    Ok(())
+}
+
+/// Writes `bytes` to [`temporary_path`]`(path)`, then renames it to `path`.
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> std::io::Result<()> {
+    let tmp = temporary_path(path);
+    write_file(&tmp, bytes, durability)?;
     fs::rename(&tmp, path)?;
     if durability == Durability::Synced
         && let Some(dir) = path.parent()

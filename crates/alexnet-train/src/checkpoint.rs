@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{IoContext, Result, TrainError},
-    io::{sync_dir, write_atomic},
+    io::{sync_dir, write_atomic, write_synced},
     metrics::EpochMetrics,
     schedule::ScheduleState,
 };
@@ -297,13 +297,13 @@ impl CheckpointStore {
         fs::create_dir(&tmp).at(&tmp)?;
         let mut state = state.clone();
         state.files.clear();
-        write_atomic(&tmp.join(MODEL_FILE), model)?;
+        write_synced(&tmp.join(MODEL_FILE), model)?;
         if optimizer.is_some() {
             pause_point("checkpoint-write", state.epoch);
         }
         state.files.insert(MODEL_FILE.into(), FileDigest::of(model));
         if let Some(optimizer) = optimizer {
-            write_atomic(&tmp.join(OPTIMIZER_FILE), optimizer)?;
+            write_synced(&tmp.join(OPTIMIZER_FILE), optimizer)?;
             state
                 .files
                 .insert(OPTIMIZER_FILE.into(), FileDigest::of(optimizer));
@@ -313,7 +313,7 @@ impl CheckpointStore {
                 path: tmp.clone(),
                 source,
             })?;
-        write_atomic(&tmp.join(STATE_FILE), &json)?;
+        write_synced(&tmp.join(STATE_FILE), &json)?;
         sync_dir(&tmp)?;
         // An older folder of the same name (a run resumed from before it) moves aside first.
         if target.exists() {

@@ -13,6 +13,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     alexnet_prep::io::write_atomic(path, bytes, Durability::Synced).at(path)
 }
 
+/// Writes `bytes` to `path`, fsynced, under its final name: for the files of a
+/// checkpoint folder, which is itself written under a temporary name and renamed.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    alexnet_prep::io::write_synced(path, bytes).at(path)
+}
+
 /// Makes the renames inside `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     alexnet_prep::io::sync_dir(dir).at(dir)
