@@ -5,23 +5,20 @@ use std::{ops::ControlFlow, sync::Arc, time::Instant};
 
 use alexnet::{
     augment::{AugmentConfig, Pipeline},
-    burn::{optim::ModuleOptimizer, prelude::*},
+    burn::prelude::*,
     model::AlexNetConfig,
     prep::{ProcessedDataset, Split},
     train::{
-        config::TrainConfig,
         data::{
             ImageBatcher, ImageDataset, channel_stats, for_each_batch_until, loader_pool,
             train_loader,
         },
         device::parse_devices,
-        sgd::Sgd,
-        step::Stepper,
     },
 };
 use anyhow::{Result, bail};
 
-use crate::{DataArgs, peak_rss_mib, report, wait_for};
+use crate::{DataArgs, peak_rss_mib, report, stepper, wait_for};
 
 pub fn bench_data(args: DataArgs, train: bool) -> Result<()> {
     let data = ProcessedDataset::open(&args.data)?;
@@ -48,13 +45,7 @@ pub fn bench_data(args: DataArgs, train: bool) -> Result<()> {
     main.seed(0);
     // Taken by each step (no second handle, so the optimizer updates in place).
     let mut model = Some(AlexNetConfig::seed(data.num_classes()).init(&main)?);
-    let mut stepper = Stepper {
-        devices: train_devices,
-        dtype: args.precision.float_dtype(),
-        optim: ModuleOptimizer::from(Sgd::from(TrainConfig::default().sgd())),
-        scaler: None,
-        check_finite: false,
-    };
+    let mut stepper = stepper(train_devices, args.precision.float_dtype(), false);
     let warmup = 3;
     let mut rates = Vec::new();
     let mut epoch = 1u64;

@@ -25,7 +25,15 @@ mod prep;
 
 use std::path::PathBuf;
 
-use alexnet::{model::AlexNet, train::config::Precision};
+use alexnet::{
+    burn::{optim::ModuleOptimizer, prelude::*, tensor::FloatDType},
+    model::AlexNet,
+    train::{
+        config::{Precision, TrainConfig},
+        sgd::Sgd,
+        step::Stepper,
+    },
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -189,6 +197,18 @@ pub fn peak_rss_mib() -> f64 {
                 })
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The trainer's step on `devices` (autodiff) with the post's SGD settings, without
+/// loss scaling (a benchmark times steps, it does not recover from overflows).
+pub fn stepper(devices: Vec<Device>, dtype: FloatDType, check_finite: bool) -> Stepper {
+    Stepper {
+        devices,
+        dtype,
+        optim: ModuleOptimizer::from(Sgd::from(TrainConfig::default().sgd())),
+        scaler: None,
+        check_finite,
+    }
 }
 
 /// Reading one weight back waits for the step's update to finish (asynchronous backends).

@@ -1,5 +1,5 @@
 //! `bench train` and `bench infer`: the post's model on random images, the training
-//! step being the trainer's own ([`Stepper`]), and where the step's time goes.
+//! step being the trainer's own (`alexnet_train::step::Stepper`), and where the step's time goes.
 
 use std::time::Instant;
 
@@ -10,17 +10,11 @@ use alexnet::{
         tensor::{Distribution, FloatDType},
     },
     model::{AlexNet, AlexNetConfig},
-    train::{
-        config::TrainConfig,
-        data::ImageBatch,
-        device::parse_devices,
-        sgd::Sgd,
-        step::{Stepper, nll_loss},
-    },
+    train::{data::ImageBatch, device::parse_devices, step::nll_loss},
 };
 use anyhow::Result;
 
-use crate::{ModelArgs, median, peak_rss_mib, report, wait_for};
+use crate::{ModelArgs, median, peak_rss_mib, report, stepper, wait_for};
 
 pub fn bench_model(args: ModelArgs, train: bool) -> Result<()> {
     let devices = parse_devices(&args.device)?;
@@ -49,13 +43,7 @@ pub fn bench_model(args: ModelArgs, train: bool) -> Result<()> {
         ),
         &main,
     );
-    let mut stepper = Stepper {
-        devices: train_devices,
-        dtype,
-        optim: ModuleOptimizer::from(Sgd::from(TrainConfig::default().sgd())),
-        scaler: None,
-        check_finite: args.check_finite,
-    };
+    let mut stepper = stepper(train_devices, dtype, args.check_finite);
     let classes: Vec<usize> = (0..batch).map(|i| i % args.classes).collect();
     let eval = model.valid();
     let mut rates = Vec::new();

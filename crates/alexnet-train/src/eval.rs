@@ -9,7 +9,7 @@ use std::{
 
 use alexnet_augment::{OpConfig, Pipeline};
 use alexnet_model::AlexNet;
-use alexnet_prep::{Category, ProcessedDataset, Split};
+use alexnet_prep::{CATEGORIES_CSV, Category, ProcessedDataset, Split};
 use burn::{module::Module, prelude::*};
 
 use crate::{
@@ -20,7 +20,8 @@ use crate::{
     error::{IoContext, Result, TrainError, invalid},
     io::write_atomic,
     metrics::{Accumulator, average_crops},
-    session::{build_pipelines, check_same_classes, class_labels, default_run_dir},
+    session::{RUN_CONFIG, build_pipelines, check_same_classes, class_labels, default_run_dir},
+    step::to_host,
 };
 
 /// How [`evaluate`] runs.
@@ -55,13 +56,7 @@ pub fn evaluate(
     let dtype = options.precision.float_dtype();
     for_each_batch(&loader, options.prefetch, |_, batch| {
         let crops = batch.crops;
-        let rows = model
-            .forward(batch.images, dtype)?
-            .try_to_vec_as::<f32>()
-            .map_err(|source| TrainError::TensorRead {
-                what: "log-probabilities",
-                source,
-            })?;
+        let rows = to_host(model.forward(batch.images, dtype)?)?;
         let rows = average_crops(&rows, classes, crops);
         accumulator.add_log_probs(&rows, classes, &batch.classes);
         for (row, &class) in rows.chunks_exact(classes).zip(&batch.classes) {
@@ -78,7 +73,7 @@ pub fn evaluate(
 /// dataset, with a warning, as [`resolve_data`](crate::session::resolve_data) would. Sets `train.data`.
 pub fn resolve_test_data(config: &mut ExperimentConfig, run_dir: &Path) -> Result<PathBuf> {
     let given = config.train.data.is_some() || config.prep.output.is_some();
-    let recorded = run_dir.join("config.toml");
+    let recorded = run_dir.join(RUN_CONFIG);
     if !given && recorded.is_file() {
         let trained = ExperimentConfig::load(&recorded)?;
         if let Some(data) = trained.train.data {
@@ -129,7 +124,7 @@ pub fn test_command(command: &TestCommand) -> Result<TestReport> {
         .run_dir
         .clone()
         .unwrap_or_else(|| default_run_dir(&name));
-    let recorded = run_dir.join("config.toml");
+    let recorded = run_dir.join(RUN_CONFIG);
     let file = command
         .config
         .or_else(|| recorded.is_file().then_some(recorded.as_path()));
@@ -248,7 +243,7 @@ pub fn test(
             reason: format!(
                 "has {:?} classes but {} lists {}",
                 model_config.num_classes,
-                data_dir.join("categories.csv").display(),
+                data_dir.join(CATEGORIES_CSV).display(),
                 data.num_classes()
             ),
         });

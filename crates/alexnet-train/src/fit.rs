@@ -24,7 +24,6 @@ use crate::{
     error::{Result, TrainError},
     eval::{EvalOptions, evaluate},
     logging::{finish_progress, progress_bar},
-    loss_scale::LossScaler,
     metrics::{Accumulator, EpochMetrics},
     report::{log_epoch, open_tensorboard, preview_grid, write_scalars},
     session::{Session, default_run_dir, resolve_data},
@@ -202,21 +201,12 @@ impl Session {
         epoch: usize,
         pool: &Arc<rayon::ThreadPool>,
     ) -> Result<EpochMetrics> {
-        let train_config = &self.config.train;
-        let stepper = &self.stepper;
         let started = Instant::now();
         let lr = self.schedule.lr();
-        // Dropout draws from the device generator; reseeding per epoch makes each epoch's
-        // masks independent of how the run got there (fresh or resumed). Each device has
-        // its own generator; the first is also the loader's device.
-        let seed = self.state.seed;
-        for (k, device) in distinct(&stepper.devices).into_iter().enumerate() {
-            device.seed(epoch_seed(seed, epoch as u64).wrapping_add(k as u64));
-        }
-        let batches = self.inputs.train_set.len_items() / train_config.batch_size;
         let trained = self.train_epoch(epoch, lr, pool)?;
         let stepper = &self.stepper;
         let train_config = &self.config.train;
+        let batches = self.batches_per_epoch();
         let stop = |what: String| {
             diverged(
                 what,
@@ -227,10 +217,10 @@ impl Session {
             )
         };
         if trained.applied == 0 {
-            let scale = stepper.scaler.as_ref().map_or(1.0, LossScaler::scale);
             return Err(stop(format!(
-                "no optimizer step completed in the epoch ({} skipped as f16 overflows, the loss scale now {scale}; a smaller train.loss_scale.initial takes fewer steps to fit)",
-                trained.skipped
+                "no optimizer step completed in the epoch ({} skipped as f16 overflows, the loss scale now {}; a smaller train.loss_scale.initial takes fewer steps to fit)",
+                trained.skipped,
+                stepper.loss_scale()
             )));
         }
         if !all_finite(self.model()?)? {
@@ -269,16 +259,18 @@ impl Session {
             images_per_sec: (batches * train_config.batch_size) as f64 / train_seconds.max(1e-9),
             seconds: started.elapsed().as_secs_f64(),
             skipped_steps: trained.skipped,
-            loss_scale: stepper
-                .scaler
-                .as_ref()
-                .map_or(1.0, |scaler| f64::from(scaler.scale())),
+            loss_scale: f64::from(stepper.loss_scale()),
         };
         log_epoch(&metrics, train_config.epochs);
         write_scalars(board, &metrics, stepper.scaler.is_some())?;
         crate::checkpoint::pause_point("epoch-logged", epoch);
         self.save(&metrics)?;
         Ok(metrics)
+    }
+
+    /// Full batches in an epoch (the last partial one is dropped).
+    fn batches_per_epoch(&self) -> usize {
+        self.inputs.train_set.len_items() / self.config.train.batch_size
     }
 
     /// The epoch's training steps. Under f16 a non-finite step is an overflow, skipped
@@ -290,9 +282,16 @@ impl Session {
         lr: f64,
         pool: &Arc<rayon::ThreadPool>,
     ) -> Result<EpochTraining> {
+        let batches = self.batches_per_epoch();
         let train_config = &self.config.train;
         let stepper = &mut self.stepper;
         let seed = self.state.seed;
+        // Dropout draws from the device generator; reseeding per epoch makes each epoch's
+        // masks independent of how the run got there (fresh or resumed). Each device has
+        // its own generator; the first is also the loader's device.
+        for (k, device) in distinct(&stepper.devices).into_iter().enumerate() {
+            device.seed(epoch_seed(seed, epoch as u64).wrapping_add(k as u64));
+        }
         let loader = train_loader(
             &self.inputs.train_set,
             ImageBatcher::new(
@@ -306,7 +305,6 @@ impl Session {
             epoch as u64,
             &stepper.devices[0],
         );
-        let batches = self.inputs.train_set.len_items() / train_config.batch_size;
         let bar = progress_bar(
             batches as u64,
             "{msg} [{bar:25}] {pos}/{len} {per_sec} ETA {eta}",

@@ -8,7 +8,7 @@ use std::{
 
 use alexnet_augment::Pipeline;
 use alexnet_model::{AlexNet, AlexNetConfig};
-use alexnet_prep::{DemoPrepOptions, ProcessedDataset, Split, prepare_demo};
+use alexnet_prep::{CATEGORIES_CSV, DemoPrepOptions, ProcessedDataset, Split, prepare_demo};
 use burn::{
     module::{Module, ModuleVisitor, Param},
     optim::ModuleOptimizer,
@@ -28,6 +28,9 @@ use crate::{
     sgd::Sgd,
     step::Stepper,
 };
+
+/// The run directory's copy of the resolved config, which a test of the run reads back.
+pub const RUN_CONFIG: &str = "config.toml";
 
 /// The run directory used when none is given: `runs/<name>`.
 pub fn default_run_dir(name: &str) -> PathBuf {
@@ -88,7 +91,7 @@ pub fn resolve_model(config: &AlexNetConfig, data: &ProcessedDataset) -> Result<
             "model.num_classes",
             format!(
                 "is {configured} but {} lists {classes} classes",
-                data.root().join("categories.csv").display()
+                data.root().join(CATEGORIES_CSV).display()
             ),
         )),
         _ => Ok(config.clone().with_num_classes(classes)),
@@ -152,7 +155,7 @@ pub fn check_same_classes(
         reason: format!(
             "was trained on the classes [{}] but {} lists [{}]",
             shown(trained),
-            data_dir.join("categories.csv").display(),
+            data_dir.join(CATEGORIES_CSV).display(),
             shown(data)
         ),
     })
@@ -375,7 +378,7 @@ impl Session {
         let mut resolved = self.config.clone();
         resolved.model = self.inputs.model_config.clone();
         write_atomic(
-            &self.run_dir.join("config.toml"),
+            &self.run_dir.join(RUN_CONFIG),
             resolved.to_toml()?.as_bytes(),
         )
     }

@@ -311,8 +311,8 @@ pub fn batch_gradients(
     })
 }
 
-/// The host copy of a `[n, classes]` tensor.
-fn to_host(tensor: Tensor<2>) -> Result<Vec<f32>> {
+/// The host copy of a `[n, classes]` tensor of log-probabilities.
+pub(crate) fn to_host(tensor: Tensor<2>) -> Result<Vec<f32>> {
     tensor
         .try_to_vec_as::<f32>()
         .map_err(|source| TrainError::TensorRead {
@@ -351,6 +351,11 @@ pub struct Stepper {
 }
 
 impl Stepper {
+    /// The loss scale the next step uses (1 without loss scaling).
+    pub fn loss_scale(&self) -> f32 {
+        self.scaler.as_ref().map_or(1.0, LossScaler::scale)
+    }
+
     /// Gradients over the devices, then one SGD step. A step whose loss or gradients are
     /// not finite is not applied: under f16 it is an overflow (the scale backs off, see
     /// [`LossScaler`]); in f32 the caller stops.
@@ -361,7 +366,7 @@ impl Stepper {
         lr: f64,
     ) -> Result<(AlexNet, StepOutcome)> {
         let options = GradientOptions {
-            loss_scale: self.scaler.as_ref().map_or(1.0, LossScaler::scale),
+            loss_scale: self.loss_scale(),
             check_finite: self.check_finite,
             ..GradientOptions::new(self.dtype)
         };
