@@ -26,6 +26,16 @@ run() { echo "\$ $*" >&2; "$@" 2>&1 | grep -E '^(RESULT|# |conv|weight)' ; }
 run $bench prep --jobs 1
 run $bench prep --jobs 2
 run "$python" "$reference" prep target/bench/prep-input/001.bench --out target/bench/pil-out
+# The CPU every figure below was measured on.
+lscpu | grep -E '^(Model name|CPU family|Model):' | sed 's/^/# cpu: /'
+# The vector extensions that decide which kernels gemm and oneDNN pick.
+flags=$(grep -m1 '^flags' /proc/cpuinfo | grep -o -w -E 'avx2|fma|avx512[a-z0-9_]*|amx[a-z0-9_]*' | tr '\n' ' ')
+echo "# cpu flags: $flags"
+# Without AVX-512 BF16 or AMX, PyTorch's bf16 runs at about 1 GFLOP/s (minutes a product).
+case "$flags" in *avx512_bf16* | *amx_bf16*) bf16=yes ;; *) bf16= ;; esac
+# The 2 cores' matrix-multiply peak, ours and PyTorch's, for the step's FLOPs.
+run $bench matmul "${on_device[@]}"
+run "$python" docs/repro/matmul_peak.py --dtypes "f32${bf16:+,bf16}"
 run $bench augment
 run "$python" "$reference" augment
 # The machine's speed drifts between minutes: alternate ours and the reference.
@@ -41,6 +51,11 @@ done
 run "$python" docs/repro/step_phases.py "$reference"
 run $bench conv "${on_device[@]}"
 run "$python" docs/repro/conv_weight_grad.py
+# bf16 compute against PyTorch's autocast step, where the CPU has bf16 arithmetic.
+if [ -n "$bf16" ]; then
+  run $bench train --batch-size 32 --precision bf16 --steps 5 "${on_device[@]}"
+  run "$python" docs/repro/torch_autocast_step.py "$reference"
+fi
 run $bench infer --batch-size 64 "${on_device[@]}"
 run "$python" "$reference" infer --batch-size 64 --threads 2
 if [ ! -f "$prepared/train.csv" ]; then

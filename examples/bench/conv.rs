@@ -1,5 +1,5 @@
 //! `bench conv`: the post's five convolutions alone, Burn's weight gradient against the
-//! native one.
+//! native one, each pass also in GFLOP/s.
 
 use std::time::Instant;
 
@@ -55,6 +55,11 @@ pub fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
         let options = ConvOptions::new([stride; 2], [padding; 2], [1, 1], 1);
         let output = conv2d(x.clone(), weight.clone(), None, options.clone());
         let output_grad = Tensor::<4>::random(output.dims(), normal, &device);
+        // Forward, weight gradient and input gradient each take 2·N·Cout·Cin·k²·Ho²
+        // FLOPs; GFLOP/s at a pass's median time, to compare with `bench matmul`.
+        let out_side = output.dims()[2];
+        let gflop = 2.0 * (n * cout * cin * k * k * out_side * out_side) as f64 / 1e9;
+        let rate = |ms: f64| gflop / (ms / 1e3);
         // Reading one value back waits for asynchronous backends.
         let first = |t: Tensor<4>| t.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>();
         let forward =
@@ -81,7 +86,10 @@ pub fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
             ))
         });
         eprintln!(
-            "# conv {cin}->{cout} k{k} s{stride}, Burn's: forward {forward:.0} ms, input gradient {input_ms:.0} ms, weight gradient {burn_ms:.0} ms"
+            "# conv {cin}->{cout} k{k} s{stride} ({gflop:.1} GFLOP a pass), Burn's: forward {forward:.0} ms ({:.0} GFLOP/s), input gradient {input_ms:.0} ms ({:.0} GFLOP/s), weight gradient {burn_ms:.0} ms ({:.0} GFLOP/s)",
+            rate(forward),
+            rate(input_ms),
+            rate(burn_ms)
         );
         if native {
             use alexnet::kernels as native;
@@ -109,24 +117,26 @@ pub fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
             let scale = expected.clone().abs().max().into_scalar::<f32>();
             let error = (native_grad() - expected).abs().max().into_scalar::<f32>();
             eprintln!(
-                "#   native: forward (with bias) {native_forward:.0} ms, weight gradient {native_ms:.0} ms (relative difference to Burn's {:.1e})",
+                "#   native: forward (with bias) {native_forward:.0} ms ({:.0} GFLOP/s), weight gradient {native_ms:.0} ms ({:.0} GFLOP/s; relative difference to Burn's {:.1e})",
+                rate(native_forward),
+                rate(native_ms),
                 error / scale
             );
         }
     }
     eprintln!("# the five weight gradients: Burn's {burn_total:.0} ms");
-    let rate = |total: f64| n as f64 / (total / 1e3);
+    let images_per_s = |total: f64| n as f64 / (total / 1e3);
     println!(
         "RESULT conv-weight-grad-{}-b{n} {:.2}",
         args.device,
-        rate(burn_total)
+        images_per_s(burn_total)
     );
     if native {
         eprintln!("# the five weight gradients: native {native_total:.0} ms");
         println!(
             "RESULT conv-weight-grad-native-{}-b{n} {:.2}",
             args.device,
-            rate(native_total)
+            images_per_s(native_total)
         );
     }
     Ok(())

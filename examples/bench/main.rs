@@ -7,6 +7,7 @@
 //! cargo run --release --example bench -- train  [--device flex] [--batch-size 32] [--precision f32] [--size 227]
 //! cargo run --release --example bench -- infer  [--device flex] [--batch-size 64]
 //! cargo run --release --example bench -- conv   [--device flex] [--batch-size 32]
+//! cargo run --release --example bench -- matmul [--device flex] [--sizes 1024,2048,4096] [--precision f32]
 //! cargo run --release --example bench -- loader --data DIR [--batch-size 32]
 //! cargo run --release --example bench -- epoch  --data DIR [--batch-size 32] [--loader-threads N]
 //! ```
@@ -20,6 +21,7 @@ mod support;
 mod augment;
 mod conv;
 mod data;
+mod matmul;
 mod model;
 mod prep;
 
@@ -37,7 +39,9 @@ use alexnet::{
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(about = "Throughput benchmarks; the last line is RESULT <name> <images/s>")]
+#[command(
+    about = "Throughput benchmarks; the last line is RESULT <name> <images/s> (matmul: GFLOP/s)"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,
@@ -75,6 +79,9 @@ enum Command {
     /// (`conv2d_weight_backward`) and, where the device has one, the native weight
     /// gradient (alexnet_kernels); compare with docs/repro/conv_weight_grad.py.
     Conv(ConvArgs),
+    /// Square matrix products in GFLOP/s (not images/s): the machine's peak, for the
+    /// step's FLOPs; compare with docs/repro/matmul_peak.py.
+    Matmul(MatmulArgs),
     /// The whole input pipeline (read, decode, augment, batch) without the model.
     Loader(DataArgs),
     /// Input pipeline and training step together on a prepared folder.
@@ -121,6 +128,19 @@ pub struct ConvArgs {
     /// Batch size.
     #[arg(long, default_value_t = 32, value_parser = at_least_one)]
     pub batch_size: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MatmulArgs {
+    /// Device.
+    #[arg(long, default_value = alexnet::train::device::DEFAULT_DEVICE)]
+    pub device: String,
+    /// Matrix sides, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1024,2048,4096", value_parser = at_least_one)]
+    pub sizes: Vec<usize>,
+    /// Element type of the product.
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 #[derive(clap::Args, Debug)]
@@ -230,6 +250,7 @@ fn main() {
             Command::Train(args) => model::bench_model(args, true),
             Command::Infer(args) => model::bench_model(args, false),
             Command::Conv(args_) => conv::bench_conv(args_, args.reps),
+            Command::Matmul(args_) => matmul::bench_matmul(args_, args.reps),
             Command::Loader(args) => data::bench_data(args, false),
             Command::Epoch(args) => data::bench_data(args, true),
         }
