@@ -282,6 +282,16 @@ impl Session {
                     ),
                 ));
             }
+            if train_config.precision != Precision::F32
+                && alexnet_kernels::backend(device) == Some(alexnet_kernels::NativeBackend::Flex)
+            {
+                // gemm has no bf16 kernels and the native kernels are f32 only: on flex,
+                // half precision computes the same f32 products plus conversions.
+                tracing::warn!(
+                    "train.precision = {:?} on flex is slower than f32: there are no half-precision kernels there (docs/benchmarks.md: bf16 at 0.6x of f32)",
+                    train_config.precision
+                );
+            }
         }
         let train_devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
         let main = &train_devices[0];
