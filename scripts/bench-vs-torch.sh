@@ -54,7 +54,7 @@ run "$python" docs/repro/conv_weight_grad.py
 # bf16 compute against PyTorch's autocast step, where the CPU has bf16 arithmetic.
 if [ -n "$bf16" ]; then
   run $bench train --batch-size 32 --precision bf16 --steps 5 "${on_device[@]}"
-  run "$python" docs/repro/torch_autocast_step.py "$reference"
+  run "$python" docs/repro/step_phases.py "$reference" --autocast bf16
 fi
 run $bench infer --batch-size 64 "${on_device[@]}"
 run "$python" "$reference" infer --batch-size 64 --threads 2
