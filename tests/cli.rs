@@ -249,6 +249,32 @@ fn train_and_test_bad_invocations() {
         run("test_caltech", &["--split", "test"], cwd),
         "unknown split",
     );
+    one_line_error(
+        run(
+            "train_caltech",
+            &["--data", "nowhere", "--new-classifier"],
+            cwd,
+        ),
+        "train.new_classifier",
+    );
+    one_line_error(
+        run(
+            "train_caltech",
+            &["--data", "nowhere", "--init-from", "absent.pth"],
+            cwd,
+        ),
+        "absent.pth is not a file",
+    );
+    fails_with(run("export", &["--out", "x.safetensors"], cwd), "--run-dir");
+    one_line_error(
+        run(
+            "export",
+            &["--run-dir", "no-run", "--out", "x.safetensors"],
+            cwd,
+        ),
+        "no checkpoint",
+    );
+    assert!(!cwd.join("x.safetensors").exists());
     assert!(
         !cwd.join("runs").exists(),
         "no failed invocation created a run directory"
@@ -375,6 +401,25 @@ fn preprocess_train_and_test_succeed_end_to_end() {
     let stdout = String::from_utf8_lossy(&trained.stdout);
     assert!(stdout.contains("done: 2 epochs"), "{stdout}");
     assert!(cwd.join("run/checkpoints/epoch-0002").is_dir());
+
+    // export: safetensors and labels once; a second time nothing is overwritten.
+    let export = ["--run-dir", "run", "--out", "run.safetensors"];
+    let exported = succeeds(run("export", &export, cwd));
+    assert!(
+        String::from_utf8_lossy(&exported.stdout).contains("Original key names, epoch 2"),
+        "{}",
+        String::from_utf8_lossy(&exported.stdout)
+    );
+    let bytes = fs::read(cwd.join("run.safetensors")).unwrap();
+    one_line_error(run("export", &export, cwd), "already exists");
+    assert_eq!(fs::read(cwd.join("run.safetensors")).unwrap(), bytes);
+    assert_eq!(
+        fs::read_to_string(cwd.join("run.categories.txt"))
+            .unwrap()
+            .lines()
+            .count(),
+        3
+    );
 
     let (_, _, images) = scores(&run("test_caltech", &["--run-dir", "run"], cwd));
     assert_eq!(

@@ -59,3 +59,23 @@ fn demo_is_small_and_self_contained() {
         config
     );
 }
+
+#[test]
+fn caltech256_finetune_is_torchvisions_recipe() {
+    use alexnet::{augment::OpConfig, model::Variant};
+    let config = load("caltech256-finetune.toml");
+    assert_eq!(config.model.variant, Variant::Torchvision);
+    assert!(
+        config.train.init_from.is_none(),
+        "the user passes --init-from"
+    );
+    let crop = |ops: &[OpConfig]| {
+        ops.iter().find_map(|op| match op {
+            OpConfig::RandomResizedCrop { size, .. } | OpConfig::CenterCrop { size } => Some(*size),
+            _ => None,
+        })
+    };
+    assert_eq!(crop(&config.augment.train), Some([224, 224]));
+    assert_eq!(crop(&config.augment.eval), Some([224, 224]));
+    assert_eq!(config.prep.size, 256);
+}

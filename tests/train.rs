@@ -229,7 +229,32 @@ fn bad_inputs_are_one_line_errors() {
         "{error}"
     );
 
-    for error in [error_of(&missing), error_of(&classes), error_of(&too_big)] {
+    let mut no_weights = base.clone();
+    no_weights.train.init_from = Some(run.path().join("absent.pth"));
+    let error = error_of(&no_weights);
+    assert!(
+        error.contains("train.init_from") && error.contains("absent.pth"),
+        "{error}"
+    );
+    let mut fresh_without_file = base.clone();
+    fresh_without_file.train.new_classifier = true;
+    let error = error_of(&fresh_without_file);
+    assert!(error.contains("train.new_classifier"), "{error}");
+    let mut not_weights = base.clone();
+    let bogus = run.path().join("bogus.pth");
+    fs::write(&bogus, b"no tensors here").unwrap();
+    not_weights.train.init_from = Some(bogus.clone());
+    let error = error_of(&not_weights);
+    assert!(error.contains("bogus.pth"), "{error}");
+    fs::remove_file(&bogus).unwrap();
+
+    for error in [
+        error_of(&missing),
+        error_of(&classes),
+        error_of(&too_big),
+        error_of(&no_weights),
+        error_of(&fresh_without_file),
+    ] {
         assert!(!error.contains('\n'), "{error}");
     }
     // None of the failed starts wrote anything.

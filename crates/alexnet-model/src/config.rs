@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{ModelError, Result},
+    layers,
     lrn::LrnConfig,
 };
 
@@ -22,6 +23,13 @@ pub enum Variant {
     /// N(0, 0.01), biases 1 in conv2, conv4, conv5, fc1 and fc2 (0 elsewhere); optionally
     /// the two-tower split (groups of 2 in conv2, conv4 and conv5).
     Paper,
+    /// `torchvision.models.alexnet` exactly, the network ImageNet weights exist for:
+    /// conv 64-192-384-256-256 (conv1 11×11, stride 4, padding 2), ReLU, max-pools after
+    /// conv1, conv2 and conv5, no normalization; Dropout before fc1 and fc2; PyTorch's
+    /// default initialization (uniform, bound 1/√fan_in, weights and biases). Its
+    /// ImageNet weights expect 224 crops normalized with ImageNet's mean and std
+    /// (`configs/caltech256-finetune.toml`).
+    Torchvision,
 }
 
 /// Settings of the model. Defaults are the post's network.
@@ -35,7 +43,8 @@ pub struct AlexNetConfig {
     pub num_classes: Option<usize>,
     /// Dropout after each max-pool (`Seed` only; the original uses 0.25).
     pub conv_dropout: f64,
-    /// Dropout in the classifier: after fc1 for `Seed`, before fc1 and fc2 for `Paper`.
+    /// Dropout in the classifier: after fc1 for `Seed`, before fc1 and fc2 for `Paper`
+    /// and `Torchvision`.
     pub fc_dropout: f64,
     /// The paper's two-tower split (groups of 2 in conv2, conv4, conv5); `Paper` only.
     pub two_tower: bool,
@@ -62,8 +71,9 @@ impl Default for AlexNetConfig {
     }
 }
 
-/// The smallest input side the network accepts: conv1 (k11, s4, no padding) and the
-/// three 3/2 max-pools leave 15 → 7 → 3 → 1 at 67.
+/// The smallest input side the post's and the paper's network accept: conv1 (k11, s4, no
+/// padding) and the three 3/2 max-pools leave 15 → 7 → 3 → 1 at 67. Torchvision's, with
+/// conv1 padded, takes 63 ([`AlexNetConfig::min_input`]).
 pub const MIN_INPUT: usize = 67;
 
 /// The input side of the original network.
@@ -85,6 +95,20 @@ impl AlexNetConfig {
             num_classes: Some(num_classes),
             ..Self::default()
         }
+    }
+
+    /// `torchvision.models.alexnet` for `num_classes` classes.
+    pub fn torchvision(num_classes: usize) -> Self {
+        Self {
+            variant: Variant::Torchvision,
+            num_classes: Some(num_classes),
+            ..Self::default()
+        }
+    }
+
+    /// The smallest input side this network accepts.
+    pub fn min_input(&self) -> usize {
+        layers::min_input(self.variant)
     }
 
     /// Sets the number of classes.
@@ -144,12 +168,9 @@ impl AlexNetConfig {
 
     /// Checks that an input of `height × width` fits the network.
     pub fn check_input(&self, height: usize, width: usize) -> Result<()> {
-        if height < MIN_INPUT || width < MIN_INPUT {
-            return Err(ModelError::InputTooSmall {
-                height,
-                width,
-                min: MIN_INPUT,
-            });
+        let min = self.min_input();
+        if height < min || width < min {
+            return Err(ModelError::InputTooSmall { height, width, min });
         }
         Ok(())
     }

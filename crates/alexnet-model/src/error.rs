@@ -35,6 +35,14 @@ pub enum ModelError {
         /// Why.
         reason: String,
     },
+    /// A PyTorch or safetensors weight file cannot be read, or does not fit the network.
+    #[error("weight file {path}: {reason}")]
+    Weights {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why, naming the file's key.
+        reason: String,
+    },
 }
 
 /// `Result` with [`ModelError`].

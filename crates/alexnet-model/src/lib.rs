@@ -1,6 +1,8 @@
 //! AlexNet on Burn 0.22: the BatchNorm network of the PyTorch post this project
 //! reproduces ([`Variant::Seed`], the default) and the 2012 paper's network with Local
-//! Response Normalization and the optional two-tower split ([`Variant::Paper`]).
+//! Response Normalization and the optional two-tower split ([`Variant::Paper`]), and
+//! `torchvision.models.alexnet` ([`Variant::Torchvision`]), whose PyTorch weights (and
+//! the original's checkpoints) load with [`AlexNet::load_pytorch`].
 //!
 //! ```
 //! use alexnet_model::{AlexNetConfig, Variant};
@@ -19,7 +21,7 @@
 //!
 //! The output is **log-probabilities**, as in the original: train with the negative
 //! log-likelihood; `exp()` gives probabilities. Inputs are `[N, 3, H, W]` with H and W of
-//! at least [`MIN_INPUT`] (67); an adaptive average pool before the classifier lets any
+//! at least [`MIN_INPUT`] (67; 63 for torchvision's); an adaptive average pool before the classifier lets any
 //! size from there work (at 227 it is the identity).
 //!
 //! Burn 0.22 details handled here: max-pool strides are set to 2 (Burn defaults them to
@@ -28,8 +30,10 @@
 
 mod config;
 mod error;
+mod layers;
 mod lrn;
 mod model;
+mod pytorch;
 mod store;
 mod summary;
 
@@ -37,4 +41,5 @@ pub use config::{AlexNetConfig, DEFAULT_INPUT, MIN_INPUT, Variant};
 pub use error::{ModelError, Result};
 pub use lrn::LrnConfig;
 pub use model::{AlexNet, ConvBlock, Dense};
+pub use pytorch::KeyLayout;
 pub use summary::{LayerSummary, ModelSummary};

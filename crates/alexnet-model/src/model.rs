@@ -20,6 +20,7 @@ use burn::{
 use crate::{
     config::{AlexNetConfig, Variant},
     error::{ModelError, Result},
+    layers::{ConvLayer, conv_layers},
 };
 use alexnet_kernels::{batch_norm, conv2d, max_pool2d};
 
@@ -113,24 +114,24 @@ impl ConvBlock {
     }
 }
 
-/// AlexNet; see [`Variant`] for the two networks. [`AlexNet::forward`] returns
+/// AlexNet; see [`Variant`] for the three networks. [`AlexNet::forward`] returns
 /// **log-probabilities** (log-softmax over classes), as the original: train it with the
 /// negative log-likelihood, and take `exp` for probabilities.
 #[derive(Module, Debug)]
 pub struct AlexNet {
-    /// conv1: 3 → 96, 11×11, stride 4, no padding.
+    /// conv1: 3 → 96, 11×11, stride 4, no padding (torchvision: 3 → 64, padding 2).
     pub conv1: ConvBlock,
-    /// conv2: 96 → 256, 5×5, padding 2.
+    /// conv2: 96 → 256, 5×5, padding 2 (torchvision: 64 → 192).
     pub conv2: ConvBlock,
-    /// conv3: 256 → 384, 3×3, padding 1.
+    /// conv3: 256 → 384, 3×3, padding 1 (torchvision: 192 → 384).
     pub conv3: ConvBlock,
-    /// conv4: 384 → 384, 3×3, padding 1.
+    /// conv4: 384 → 384, 3×3, padding 1 (torchvision: 384 → 256).
     pub conv4: ConvBlock,
-    /// conv5: 384 → 256, 3×3, padding 1.
+    /// conv5: 384 → 256, 3×3, padding 1 (torchvision: 256 → 256).
     pub conv5: ConvBlock,
     /// Adaptive average pool to 6×6 (the identity at 227×227 input).
     pub avgpool: AdaptiveAvgPool2d,
-    /// Dropout before fc1 (`Paper`).
+    /// Dropout before fc1 (`Paper`, `Torchvision`).
     pub dropout0: Option<Dropout>,
     /// fc1: 9216 → 4096.
     pub fc1: Dense,
@@ -149,33 +150,6 @@ pub struct AlexNet {
     config: AlexNetConfig,
 }
 
-/// One convolutional stage, as the paper's Table/Figure 2 gives it.
-struct ConvLayer {
-    /// Input and output channels.
-    channels: [usize; 2],
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-    /// Split in two groups with `two_tower` (the paper's GPU split).
-    grouped: bool,
-    /// The paper's bias of 1 (the post's biases are all 0).
-    paper_bias_one: bool,
-    /// LRN after the ReLU (`Paper`).
-    lrn: bool,
-    /// Max pool (and, in `Seed`, dropout) after it.
-    pool: bool,
-}
-
-/// conv1 … conv5.
-#[rustfmt::skip] // one row per layer, as a table
-const CONV_LAYERS: [ConvLayer; 5] = [
-    ConvLayer { channels: [3, 96],    kernel: 11, stride: 4, padding: 0, grouped: false, paper_bias_one: false, lrn: true,  pool: true  },
-    ConvLayer { channels: [96, 256],  kernel: 5,  stride: 1, padding: 2, grouped: true,  paper_bias_one: true,  lrn: true,  pool: true  },
-    ConvLayer { channels: [256, 384], kernel: 3,  stride: 1, padding: 1, grouped: false, paper_bias_one: false, lrn: false, pool: false },
-    ConvLayer { channels: [384, 384], kernel: 3,  stride: 1, padding: 1, grouped: true,  paper_bias_one: true,  lrn: false, pool: false },
-    ConvLayer { channels: [384, 256], kernel: 3,  stride: 1, padding: 1, grouped: true,  paper_bias_one: true,  lrn: false, pool: true  },
-];
-
 struct Builder<'a> {
     config: &'a AlexNetConfig,
     device: &'a Device,
@@ -189,14 +163,32 @@ impl Builder<'_> {
                 mean: 0.0,
                 std: 0.01,
             },
+            // PyTorch's default, kaiming_uniform(a = √5): bound √(1/3) · √(3 / fan_in).
+            Variant::Torchvision => Initializer::KaimingUniform {
+                gain: 1.0 / 3f64.sqrt(),
+                fan_out_only: false,
+            },
         }
     }
 
-    fn bias_init(value: f64) -> Initializer {
-        if value == 0.0 {
+    /// The bias of a layer with `fan_in` inputs: the paper's `paper_bias` (1 or 0),
+    /// zero in the post, PyTorch's default U(±1/√fan_in) in torchvision's network.
+    fn bias_init(&self, paper_bias: f64, fan_in: usize) -> Initializer {
+        let constant = match self.config.variant {
+            Variant::Seed => 0.0,
+            Variant::Paper => paper_bias,
+            Variant::Torchvision => {
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                return Initializer::Uniform {
+                    min: -bound,
+                    max: bound,
+                };
+            }
+        };
+        if constant == 0.0 {
             Initializer::Zeros
         } else {
-            Initializer::Constant { value }
+            Initializer::Constant { value: constant }
         }
     }
 
@@ -231,17 +223,19 @@ impl Builder<'_> {
             .with_initializer(self.weight_init())
             .init(self.device);
         let seed = self.config.variant == Variant::Seed;
-        // Burn's initializer also draws the bias; the originals set it to a constant.
-        let bias = if layer.paper_bias_one && !seed {
-            1.0
-        } else {
-            0.0
-        };
-        conv.bias = Some(Self::bias_init(bias).init([channels[1]], self.device));
+        let paper = self.config.variant == Variant::Paper;
+        // Burn's initializer also draws the bias, with its own bound; set it as the
+        // originals do.
+        let paper_bias = if layer.paper_bias_one { 1.0 } else { 0.0 };
+        let fan_in = channels[0] / groups * kernel * kernel;
+        conv.bias = Some(
+            self.bias_init(paper_bias, fan_in)
+                .init([channels[1]], self.device),
+        );
         Ok(ConvBlock {
             conv,
             norm: self.batch_norm(channels[1]),
-            lrn: if layer.lrn && !seed {
+            lrn: if layer.lrn && paper {
                 Some(self.config.lrn.init()?)
             } else {
                 None
@@ -256,7 +250,7 @@ impl Builder<'_> {
         })
     }
 
-    fn linear(&self, d_input: usize, d_output: usize, bias: f64) -> Dense {
+    fn linear(&self, d_input: usize, d_output: usize, paper_bias: f64) -> Dense {
         Dense {
             weight: self.weight_init().init_with(
                 [d_output, d_input],
@@ -264,7 +258,9 @@ impl Builder<'_> {
                 Some(d_output),
                 self.device,
             ),
-            bias: Self::bias_init(bias).init([d_output], self.device),
+            bias: self
+                .bias_init(paper_bias, d_input)
+                .init([d_output], self.device),
         }
     }
 }
@@ -289,22 +285,24 @@ impl AlexNetConfig {
             config: self,
             device,
         };
-        let paper = self.variant == Variant::Paper;
+        // The post puts its only classifier dropout after fc1; the paper and torchvision
+        // drop out before fc1 and before fc2.
+        let dropout_before_fc1 = self.variant != Variant::Seed;
         // The paper's bias of 1 in conv2, conv4, conv5 and the hidden FC layers gives the
-        // ReLUs positive inputs early on; the post uses zero everywhere.
-        let one = if paper { 1.0 } else { 0.0 };
+        // ReLUs positive inputs early on (bias_init applies it to the paper only).
+        let [conv1, conv2, conv3, conv4, conv5] = conv_layers(self.variant);
         Ok(AlexNet {
-            conv1: b.conv(&CONV_LAYERS[0])?,
-            conv2: b.conv(&CONV_LAYERS[1])?,
-            conv3: b.conv(&CONV_LAYERS[2])?,
-            conv4: b.conv(&CONV_LAYERS[3])?,
-            conv5: b.conv(&CONV_LAYERS[4])?,
+            conv1: b.conv(conv1)?,
+            conv2: b.conv(conv2)?,
+            conv3: b.conv(conv3)?,
+            conv4: b.conv(conv4)?,
+            conv5: b.conv(conv5)?,
             avgpool: AdaptiveAvgPool2dConfig::new([POOLED, POOLED]).init(),
-            dropout0: paper.then(|| DropoutConfig::new(self.fc_dropout).init()),
-            fc1: b.linear(256 * POOLED * POOLED, 4096, one),
+            dropout0: dropout_before_fc1.then(|| DropoutConfig::new(self.fc_dropout).init()),
+            fc1: b.linear(conv5.channels[1] * POOLED * POOLED, 4096, 1.0),
             norm1: b.batch_norm(4096),
             dropout1: DropoutConfig::new(self.fc_dropout).init(),
-            fc2: b.linear(4096, 4096, one),
+            fc2: b.linear(4096, 4096, 1.0),
             norm2: b.batch_norm(4096),
             fc3: b.linear(4096, classes, 0.0),
             activation: Relu::new(),
@@ -332,7 +330,7 @@ impl AlexNet {
         self.fc3.weight.dims()[0]
     }
 
-    /// Log-probabilities `[N, classes]` for images `[N, 3, H, W]` (H, W ≥ 67), with
+    /// Log-probabilities `[N, classes]` for images `[N, 3, H, W]` (H, W ≥ [`AlexNetConfig::min_input`]), with
     /// convolutions and matrix products computed in `dtype`: `F32`, or `F16`/`BF16` for
     /// mixed precision, where the weights stay `f32` and each is cast on the fly (a
     /// differentiable cast, so gradients reach the `f32` weights), and BatchNorm, LRN and

@@ -5,6 +5,7 @@ use std::fmt;
 use crate::{
     config::{AlexNetConfig, Variant},
     error::Result,
+    layers::{conv_layers, window_out},
 };
 
 /// One row of a [`ModelSummary`].
@@ -38,8 +39,9 @@ impl ModelSummary {
     }
 }
 
+/// `check_input` has made sure every window fits.
 fn conv_out(size: usize, kernel: usize, stride: usize, padding: usize) -> usize {
-    (size + 2 * padding - kernel) / stride + 1
+    window_out(size, kernel, stride, padding).unwrap_or(0)
 }
 
 impl AlexNetConfig {
@@ -49,6 +51,7 @@ impl AlexNetConfig {
         self.check_input(height, width)?;
         let classes = self.classes()?;
         let seed = self.variant == Variant::Seed;
+        let paper = self.variant == Variant::Paper;
         let one_tower = !self.two_tower;
         let mut layers = Vec::new();
         let (mut h, mut w, mut c) = (height, width, 3usize);
@@ -60,14 +63,12 @@ impl AlexNetConfig {
                 params,
             });
         };
-        let stages = [
-            ("conv1", 96, 11, 4, 0, false, true, true),
-            ("conv2", 256, 5, 1, 2, true, true, true),
-            ("conv3", 384, 3, 1, 1, false, false, false),
-            ("conv4", 384, 3, 1, 1, true, false, false),
-            ("conv5", 256, 3, 1, 1, true, false, true),
-        ];
-        for (name, out, kernel, stride, padding, grouped, lrn, pool) in stages {
+        let names = ["conv1", "conv2", "conv3", "conv4", "conv5"];
+        for (name, layer) in names.into_iter().zip(conv_layers(self.variant)) {
+            let [_, out] = layer.channels;
+            let (kernel, stride, padding, grouped) =
+                (layer.kernel, layer.stride, layer.padding, layer.grouped);
+            let (lrn, pool) = (layer.lrn && paper, layer.pool);
             let groups = if grouped && !one_tower { 2 } else { 1 };
             h = conv_out(h, kernel, stride, padding);
             w = conv_out(w, kernel, stride, padding);
@@ -183,6 +184,7 @@ impl fmt::Display for ModelSummary {
         let variant = match self.variant {
             Variant::Seed => "seed (the post's BatchNorm AlexNet)",
             Variant::Paper => "paper (2012, LRN)",
+            Variant::Torchvision => "torchvision (torchvision.models.alexnet)",
         };
         writeln!(
             f,

@@ -21,6 +21,17 @@ fn values(tensor: Tensor<2>) -> Vec<f32> {
     tensor.try_to_vec_as::<f32>().unwrap()
 }
 
+/// The output shape of the summary's layer `name`.
+fn output_of(summary: &alexnet_model::ModelSummary, name: &str) -> Vec<usize> {
+    summary
+        .layers
+        .iter()
+        .find(|l| l.name == name)
+        .unwrap()
+        .output
+        .clone()
+}
+
 #[test]
 fn parameter_counts_match_pytorch() {
     let device = device();
@@ -64,15 +75,7 @@ fn parameter_counts_match_pytorch() {
 #[test]
 fn summary_shapes_follow_the_code_not_the_post() {
     let summary = AlexNetConfig::seed(256).summary(227, 227).unwrap();
-    let shape = |name: &str| {
-        summary
-            .layers
-            .iter()
-            .find(|l| l.name == name)
-            .unwrap()
-            .output
-            .clone()
-    };
+    let shape = |name: &str| output_of(&summary, name);
     assert_eq!(shape("conv1.conv"), vec![96, 55, 55]);
     assert_eq!(shape("conv1.pool"), vec![96, 27, 27]);
     assert_eq!(shape("conv2.pool"), vec![256, 13, 13]);
@@ -110,6 +113,50 @@ fn output_is_classes_wide_for_any_input_from_67() {
         .forward(Tensor::zeros([1, 1, 80, 80], &device), FloatDType::F32)
         .unwrap_err();
     assert!(matches!(wrong, ModelError::WrongChannels(1)));
+}
+
+#[test]
+fn torchvision_variant_is_torchvisions_alexnet() {
+    let device = device();
+    // torchvision.models.alexnet(): 61,100,840 parameters; 57,044,810 with 10 classes.
+    for (classes, expected) in [(1000, 61_100_840), (10, 57_044_810)] {
+        let config = AlexNetConfig::torchvision(classes);
+        assert_eq!(config.summary(224, 224).unwrap().total_params(), expected);
+        assert_eq!(
+            config.init(&device).unwrap().num_trainable_params(),
+            expected
+        );
+    }
+    let config = AlexNetConfig::torchvision(5);
+    let summary = config.summary(224, 224).unwrap();
+    let shape = |name: &str| output_of(&summary, name);
+    assert_eq!(shape("conv1.conv"), vec![64, 55, 55]);
+    assert_eq!(shape("conv2.pool"), vec![192, 13, 13]);
+    assert_eq!(shape("conv5.pool"), vec![256, 6, 6]);
+    assert!(summary.layers.iter().all(|l| !l.kind.contains("BatchNorm")));
+    // conv1's padding of 2 lets 63 through (15 → 7 → 3 → 1), where the 2012 network needs 67.
+    assert_eq!(config.min_input(), 63);
+    assert_eq!(AlexNetConfig::seed(5).min_input(), 67);
+    let model = config.init(&device).unwrap().valid();
+    for side in [224, 63] {
+        let out = model
+            .forward(images(1, side, &device), FloatDType::F32)
+            .unwrap();
+        assert_eq!(out.dims(), [1, 5], "input {side}");
+    }
+    let error = model
+        .forward(images(1, 62, &device), FloatDType::F32)
+        .unwrap_err();
+    assert!(
+        matches!(error, ModelError::InputTooSmall { min: 63, .. }),
+        "{error}"
+    );
+    assert_eq!(
+        toml::from_str::<AlexNetConfig>("variant = \"torchvision\"")
+            .unwrap()
+            .variant,
+        Variant::Torchvision
+    );
 }
 
 #[test]

@@ -415,6 +415,20 @@ impl CheckpointStore {
         })
     }
 
+    /// The checkpoint a command uses: `checkpoint` when given, else the run's latest
+    /// ([`Self::load_latest`]); a run without one is an error saying so.
+    pub fn load_given_or_latest(&self, checkpoint: Option<&Path>) -> Result<Checkpoint> {
+        match checkpoint {
+            Some(path) => Self::load(path),
+            None => self.load_latest()?.ok_or_else(|| {
+                checkpoint_error(
+                    &self.dir,
+                    "the run has no checkpoint yet (train it first, or pass --checkpoint)",
+                )
+            }),
+        }
+    }
+
     /// The checkpoint a `--resume auto` continues from: `latest`, or when it is damaged
     /// the newest good one before it, with a warning naming both. `Ok(None)` only when
     /// the run has no checkpoint at all.

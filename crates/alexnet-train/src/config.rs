@@ -114,6 +114,14 @@ pub struct Overrides {
     /// Seed of shuffling, augmentation, dropout and initialization.
     #[cfg_attr(feature = "cli", arg(long))]
     pub seed: Option<u64>,
+    /// Start a new run from these weights: a PyTorch state_dict or checkpoint
+    /// (torchvision's alexnet, the original's model.py) or safetensors. A resumed run
+    /// ignores it.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "FILE"))]
+    pub init_from: Option<PathBuf>,
+    /// With --init-from: a fresh last layer for this dataset's classes (fine-tuning).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub new_classifier: bool,
     /// The `[prep]` section's.
     #[cfg_attr(feature = "cli", arg(skip))]
     pub prep: PrepOverrides,
@@ -192,6 +200,11 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Where to start from.
     pub resume: Resume,
+    /// Weights a new run starts from (PyTorch `torch.save` file or safetensors, with
+    /// torchvision's or the original's key names); a resumed run ignores it.
+    pub init_from: Option<PathBuf>,
+    /// With `init_from`: the last layer starts afresh, for a dataset with other classes.
+    pub new_classifier: bool,
     /// Batches prepared ahead of the training step.
     pub prefetch: usize,
     /// Threads decoding and augmenting images; 0 uses every core.
@@ -221,6 +234,8 @@ impl Default for TrainConfig {
             loss_scale: LossScaleConfig::default(),
             seed: 42,
             resume: Resume::Auto,
+            init_from: None,
+            new_classifier: false,
             prefetch: 2,
             loader_threads: 0,
             preview_images: 16,
@@ -291,6 +306,21 @@ impl TrainConfig {
         }
         if self.prefetch == 0 {
             return Err(invalid("train.prefetch", "must be at least 1"));
+        }
+        match &self.init_from {
+            None if self.new_classifier => {
+                return Err(invalid(
+                    "train.new_classifier",
+                    "replaces the last layer of the weights in train.init_from (--init-from FILE), which is not set",
+                ));
+            }
+            Some(path) if !path.is_file() => {
+                return Err(invalid(
+                    "train.init_from",
+                    format!("{} is not a file", path.display()),
+                ));
+            }
+            _ => {}
         }
         let scale = &self.loss_scale;
         if !(scale.initial.is_finite() && scale.initial >= 1.0) {
@@ -442,6 +472,8 @@ impl ExperimentConfig {
         train.resume = o.resume.unwrap_or(std::mem::take(&mut train.resume));
         train.checkpoint_interval = o.checkpoint_interval.unwrap_or(train.checkpoint_interval);
         train.seed = o.seed.unwrap_or(train.seed);
+        train.init_from = o.init_from.or(train.init_from.take());
+        train.new_classifier |= o.new_classifier;
         self.prep.apply(&o.prep);
     }
 

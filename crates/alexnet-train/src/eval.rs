@@ -229,13 +229,7 @@ pub fn test(
     })?;
     let data = ProcessedDataset::open(&data_dir)?;
     let store = CheckpointStore::new(run_dir, config.train.keep_last);
-    let loaded = match checkpoint {
-        Some(path) => CheckpointStore::load(path)?,
-        None => store.load_latest()?.ok_or_else(|| TrainError::Checkpoint {
-            path: store.dir().to_path_buf(),
-            reason: "the run has no checkpoint yet (train it first, or pass --checkpoint)".into(),
-        })?,
-    };
+    let loaded = store.load_given_or_latest(checkpoint)?;
     let model_config = loaded.state.model.clone();
     if model_config.num_classes != Some(data.num_classes()) {
         return Err(TrainError::Checkpoint {

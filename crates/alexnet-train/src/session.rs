@@ -331,6 +331,23 @@ impl Session {
         // initialization to the seed alone.
         let mut model = model_config.init(main)?;
         model.visit(&mut Materialize);
+        if let Some(path) = &train_config.init_from {
+            if let Some(checkpoint) = &checkpoint {
+                tracing::info!(
+                    "resuming from {}: train.init_from ({}) is for a new run and is not used",
+                    checkpoint.dir.display(),
+                    path.display()
+                );
+            } else {
+                model = model.load_pytorch(path, train_config.new_classifier)?;
+                let fresh = if train_config.new_classifier {
+                    ", a new last layer for this dataset's classes"
+                } else {
+                    ""
+                };
+                tracing::info!("weights from {}{fresh}", path.display());
+            }
+        }
         let mut optim = ModuleOptimizer::from(Sgd::from(config.train.sgd()));
         let mut state = match &checkpoint {
             Some(checkpoint) => {

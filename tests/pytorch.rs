@@ -1,0 +1,358 @@
+//! PyTorch in and out: weights written by PyTorch (torchvision's AlexNet, the original's
+//! model.py and its checkpoints) load here and give PyTorch's outputs; a model trained
+//! here and exported loads in PyTorch, strictly, with the same outputs; fine-tuning
+//! starts from a file's weights. PyTorch's side is tests/pytorch_interop.py, run by the
+//! Python in `ALEXNET_TORCH_PYTHON` (torch, torchvision, safetensors); without it these
+//! tests say so and pass, unless `ALEXNET_REQUIRE_TORCH` is set, as CI does.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use alexnet::{
+    augment::{ChannelValues, OpConfig, Scale},
+    burn::{module::Module, prelude::*, tensor::FloatDType},
+    model::{AlexNet, AlexNetConfig, Variant},
+    train::{
+        checkpoint::CheckpointStore,
+        device::parse_device,
+        export::{ExportCommand, categories_path, export_command},
+        fit::train,
+    },
+};
+use common::{curve, separable_dataset, serial, tiny_config};
+
+/// The Python with torch, or `None` (with a note) when not configured.
+fn torch_python() -> Option<PathBuf> {
+    let Some(python) = std::env::var_os("ALEXNET_TORCH_PYTHON") else {
+        assert!(
+            std::env::var_os("ALEXNET_REQUIRE_TORCH").is_none(),
+            "ALEXNET_REQUIRE_TORCH is set but ALEXNET_TORCH_PYTHON is not"
+        );
+        eprintln!("note: ALEXNET_TORCH_PYTHON unset; the PyTorch interop tests did not run");
+        return None;
+    };
+    Some(PathBuf::from(python))
+}
+
+/// Runs tests/pytorch_interop.py with `args`; its stdout.
+fn interop(python: &Path, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pytorch_interop.py");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run tests/pytorch_interop.py");
+    assert!(
+        output.status.success(),
+        "pytorch_interop.py {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// PyTorch writes seeded weights of `variant` and its outputs on a seeded input;
+/// `extra` may ask for He-initialized weights (`["he"]`, see the script).
+fn pytorch_weights_with(
+    python: &Path,
+    variant: &str,
+    classes: usize,
+    side: usize,
+    extra: &[&str],
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let (classes, side) = (classes.to_string(), side.to_string());
+    let mut args = vec!["write", variant, &classes, &side, "3", out];
+    args.extend_from_slice(extra);
+    interop(python, &args);
+    dir
+}
+
+fn pytorch_weights(python: &Path, variant: &str, classes: usize, side: usize) -> tempfile::TempDir {
+    pytorch_weights_with(python, variant, classes, side, &[])
+}
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn write_f32(path: &Path, values: &[f32]) {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Eval-mode log-probabilities of `model` for `[2, 3, side, side]` images.
+fn forward(model: &AlexNet, input: &[f32], side: usize, device: &Device) -> Vec<f32> {
+    let images = Tensor::from_data(TensorData::new(input.to_vec(), [2, 3, side, side]), device);
+    let model = model.clone().valid();
+    let output = model.forward(images, FloatDType::F32).unwrap();
+    output.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// The largest difference relative to the largest magnitude of `expected`.
+fn relative_difference(ours: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(ours.len(), expected.len());
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = ours
+        .iter()
+        .zip(expected)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst.is_finite(), "non-finite outputs");
+    worst / scale
+}
+
+/// The devices the outputs are compared on: flex, and libtorch's CPU where built.
+fn devices() -> Vec<Device> {
+    let mut specs = vec!["flex"];
+    if cfg!(feature = "tch") {
+        specs.push("tch-cpu");
+    }
+    specs
+        .into_iter()
+        .map(|spec| parse_device(spec).unwrap())
+        .collect()
+}
+
+fn assert_same_outputs(config: &AlexNetConfig, dir: &Path, file: &str, side: usize) {
+    let input = read_f32(&dir.join("input.f32"));
+    let expected = read_f32(&dir.join("expected.f32"));
+    for device in devices() {
+        let model = config
+            .init(&device)
+            .unwrap()
+            .load_pytorch(&dir.join(file), false)
+            .unwrap();
+        let difference = relative_difference(&forward(&model, &input, side, &device), &expected);
+        eprintln!("{file} on {device:?}: relative difference {difference:e}");
+        assert!(difference <= 1e-4, "{file} on {device:?}: {difference}");
+    }
+}
+
+#[test]
+fn torchvision_weights_give_pytorchs_outputs() {
+    let Some(python) = torch_python() else { return };
+    // 224, where the adaptive pool is the identity, and 99, where it spreads 2×2 to 6×6.
+    for side in [224, 99] {
+        let dir = pytorch_weights(&python, "torchvision", 10, side);
+        let config = AlexNetConfig::torchvision(10);
+        assert_same_outputs(&config, dir.path(), "weights.pth", side);
+        assert_same_outputs(&config, dir.path(), "weights.safetensors", side);
+    }
+}
+
+#[test]
+fn the_originals_weights_and_checkpoints_give_pytorchs_outputs() {
+    let Some(python) = torch_python() else { return };
+    let dir = pytorch_weights(&python, "original", 10, 227);
+    let config = AlexNetConfig::seed(10);
+    // A state_dict, and train.py's checkpoint dict (epoch, model_state_dict, optimizer…).
+    assert_same_outputs(&config, dir.path(), "weights.pth", 227);
+    assert_same_outputs(&config, dir.path(), "checkpoint.pth", 227);
+}
+
+fn load_error(config: AlexNetConfig, file: &Path, new_classifier: bool) -> String {
+    let device = Device::flex();
+    let error = config
+        .init(&device)
+        .unwrap()
+        .load_pytorch(file, new_classifier)
+        .expect_err("the load should fail")
+        .to_string();
+    assert!(!error.contains('\n'), "not one line: {error}");
+    error
+}
+
+fn weights_of<const D: usize>(param: &alexnet::burn::module::Param<Tensor<D>>) -> Vec<f32> {
+    param.val().into_data().try_to_vec::<f32>().unwrap()
+}
+
+#[test]
+fn a_file_that_does_not_fit_is_a_one_line_error_naming_the_key() {
+    let Some(python) = torch_python() else { return };
+    let dir = pytorch_weights(&python, "torchvision", 1000, 63);
+    let file = dir.path().join("weights.pth");
+    let error = load_error(AlexNetConfig::torchvision(10), &file, false);
+    assert!(
+        error.contains("`classifier.6.weight`")
+            && error.contains("[1000, 4096]")
+            && error.contains("[10, 4096]")
+            && error.contains("new_classifier"),
+        "{error}"
+    );
+    let error = load_error(AlexNetConfig::seed(1000), &file, false);
+    assert!(
+        error.contains("is missing") && error.contains("`model."),
+        "{error}"
+    );
+    let garbage = dir.path().join("garbage.pth");
+    std::fs::write(&garbage, b"not weights at all").unwrap();
+    let error = load_error(AlexNetConfig::torchvision(10), &garbage, false);
+    assert!(
+        error.contains("garbage.pth") && error.contains("neither"),
+        "{error}"
+    );
+
+    // With a new classifier, every other layer is the file's and the last one is fresh.
+    let device = Device::flex();
+    let full = AlexNetConfig::torchvision(1000)
+        .init(&device)
+        .unwrap()
+        .load_pytorch(&file, false)
+        .unwrap();
+    let tuned = AlexNetConfig::torchvision(10)
+        .init(&device)
+        .unwrap()
+        .load_pytorch(&file, true)
+        .unwrap();
+    assert_eq!(
+        weights_of(&tuned.conv1.conv.weight),
+        weights_of(&full.conv1.conv.weight)
+    );
+    assert_eq!(
+        weights_of(&tuned.conv5.conv.weight),
+        weights_of(&full.conv5.conv.weight)
+    );
+    assert_eq!(weights_of(&tuned.fc2.weight), weights_of(&full.fc2.weight));
+    assert_eq!(tuned.fc3.weight.dims(), [10, 4096]);
+    let fresh = weights_of(&tuned.fc3.weight);
+    assert_ne!(fresh[..4096], weights_of(&full.fc3.weight)[..4096]);
+}
+
+/// A random `[2, 3, side, side]` input, our outputs for it from `model`, and PyTorch's
+/// check of `weights` against them.
+fn assert_pytorch_agrees(
+    python: &Path,
+    model: &AlexNet,
+    weights: &Path,
+    variant: &str,
+    side: usize,
+) {
+    let device = Device::flex();
+    let input: Vec<f32> = Tensor::<1>::random(
+        [2 * 3 * side * side],
+        alexnet::burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device,
+    )
+    .into_data()
+    .try_to_vec::<f32>()
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (input_file, output_file) = (dir.path().join("input.f32"), dir.path().join("ours.f32"));
+    write_f32(&input_file, &input);
+    write_f32(&output_file, &forward(model, &input, side, &device));
+    let classes = model.num_classes().to_string();
+    let reported = interop(
+        python,
+        &[
+            "check",
+            variant,
+            &classes,
+            &side.to_string(),
+            weights.to_str().unwrap(),
+            input_file.to_str().unwrap(),
+            output_file.to_str().unwrap(),
+        ],
+    );
+    let difference: f64 = reported.trim().parse().expect("a number");
+    eprintln!(
+        "PyTorch's outputs from {}: relative difference {difference:e}",
+        weights.display()
+    );
+    assert!(difference <= 1e-4, "{difference}");
+}
+
+/// The run's latest model, and its export to `run/model.safetensors`.
+fn export_run(run: &Path) -> (AlexNet, PathBuf) {
+    let out = run.join("model.safetensors");
+    let report = export_command(&ExportCommand {
+        run_dir: Some(run.to_path_buf()),
+        checkpoint: None,
+        out: out.clone(),
+    })
+    .unwrap();
+    assert!(report.epoch >= 1);
+    let loaded = CheckpointStore::new(run, 1)
+        .load_given_or_latest(None)
+        .unwrap();
+    let model = loaded
+        .load_model(loaded.state.model.init(&Device::flex()).unwrap())
+        .unwrap();
+    let labels = std::fs::read_to_string(categories_path(&out)).unwrap();
+    assert_eq!(labels.lines().collect::<Vec<_>>(), loaded.state.classes);
+    // Nothing is overwritten.
+    let again = export_command(&ExportCommand {
+        run_dir: Some(run.to_path_buf()),
+        checkpoint: None,
+        out: out.clone(),
+    })
+    .expect_err("a second export to the same file is refused")
+    .to_string();
+    assert!(again.contains("already exists"), "{again}");
+    (model, out)
+}
+
+#[test]
+fn a_model_trained_here_loads_in_pytorch_with_the_same_outputs() {
+    let Some(python) = torch_python() else { return };
+    let _serial = serial();
+    let run = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(run.path());
+    config.train.epochs = 1;
+    train(&config, &mut |_| true).unwrap();
+    let (model, weights) = export_run(run.path());
+    assert_eq!(model.config().variant, Variant::Seed);
+    // 227: the original's network has no adaptive pool, so it takes 227 inputs only.
+    assert_pytorch_agrees(&python, &model, &weights, "original", 227);
+}
+
+#[test]
+fn fine_tuning_from_a_1000_class_torchvision_file_learns() {
+    let Some(python) = torch_python() else { return };
+    let _serial = serial();
+    let weights = pytorch_weights_with(&python, "torchvision", 1000, 63, &["he"]);
+    let run = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(run.path());
+    config.model = AlexNetConfig::torchvision(4);
+    config.model.num_classes = None;
+    let normalize = OpConfig::Normalize {
+        mean: ChannelValues::Values([0.485, 0.456, 0.406]),
+        std: Some(ChannelValues::Values([0.229, 0.224, 0.225])),
+        scale: Scale::Unit,
+    };
+    config.augment.train = vec![
+        normalize.clone(),
+        OpConfig::HorizontalFlip { p: 0.5 },
+        OpConfig::RandomCrop { size: [67, 67] },
+    ];
+    config.augment.eval = vec![normalize, OpConfig::CenterCrop { size: [67, 67] }];
+    config.train.data = Some(separable_dataset().to_path_buf());
+    config.train.batch_size = 18;
+    config.train.eval_batch_size = 30;
+    config.train.epochs = 6;
+    // He-initialized features give large first logits; a small rate keeps SGD stable.
+    config.train.lr = 0.0005;
+    config.train.checkpoint_interval = 6;
+    config.train.init_from = Some(weights.path().join("weights.pth"));
+    config.train.new_classifier = true;
+    let summary = train(&config, &mut |_| true).unwrap();
+    let curve = curve(&summary.history);
+    eprintln!("loss/accuracy and validation per epoch: {curve:?}");
+    let first = &summary.history[0];
+    let late = &summary.history[3..];
+    assert!(
+        late.iter().map(|m| m.train_loss).fold(f64::MAX, f64::min) < 0.2 * first.train_loss,
+        "train loss never fell fivefold: {curve:?}"
+    );
+    assert!(
+        late.iter().map(|m| m.val_top1).fold(f64::MIN, f64::max) >= 0.9,
+        "validation never reached 90 %: {curve:?}"
+    );
+    let (model, exported) = export_run(run.path());
+    assert_eq!(model.num_classes(), 4);
+    assert_pytorch_agrees(&python, &model, &exported, "torchvision", 67);
+}
