@@ -421,6 +421,52 @@ fn preprocess_train_and_test_succeed_end_to_end() {
         3
     );
 
+    // classify: top labels for a good image, one error line for a corrupt one, status 1.
+    let good = fs::read_dir(
+        raw.join(
+            fs::read_dir(&raw)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name())
+                .min()
+                .unwrap(),
+        ),
+    )
+    .unwrap()
+    .map(|entry| entry.unwrap().path())
+    .min()
+    .unwrap();
+    fs::copy(&good, cwd.join("good.jpg")).unwrap();
+    fs::write(cwd.join("corrupt.jpg"), b"\xff\xd8\xff not a jpeg").unwrap();
+    let classified = run(
+        "classify",
+        &["--run-dir", "run", "good.jpg", "corrupt.jpg"],
+        cwd,
+    );
+    assert_eq!(classified.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&classified.stdout).to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "the image and its 3 classes: {stdout}");
+    assert_eq!(lines[0], "good.jpg");
+    let total: f64 = lines[1..]
+        .iter()
+        .map(|line| {
+            line.split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        (total - 1.0).abs() < 1e-3,
+        "all 3 classes' probabilities: {stdout}"
+    );
+    one_line_error(classified, "corrupt.jpg");
+    one_line_error(
+        run("classify", &["--run-dir", "no-run", "good.jpg"], cwd),
+        "no checkpoint",
+    );
+
     let (_, _, images) = scores(&run("test_caltech", &["--run-dir", "run"], cwd));
     assert_eq!(
         images, 9,

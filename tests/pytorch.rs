@@ -352,6 +352,16 @@ fn fine_tuning_from_a_1000_class_torchvision_file_learns() {
         late.iter().map(|m| m.val_top1).fold(f64::MIN, f64::max) >= 0.9,
         "validation never reached 90 %: {curve:?}"
     );
+    // A resumed run continues from its checkpoint; init_from is for new runs only.
+    config.train.epochs = 7;
+    let resumed = train(&config, &mut |_| true).unwrap();
+    assert_eq!(resumed.history.len(), 7);
+    assert_eq!(resumed.history[..6], summary.history[..]);
+    assert!(
+        resumed.history[6].train_loss < 0.5 * first.train_loss,
+        "the resumed epoch started again from the file: {:?}",
+        common::curve(&resumed.history)
+    );
     let (model, exported) = export_run(run.path());
     assert_eq!(model.num_classes(), 4);
     assert_pytorch_agrees(&python, &model, &exported, "torchvision", 67);

@@ -6,18 +6,23 @@ It reads with the `EventAccumulator` the TensorBoard server loads runs with
 default purging of data orphaned by a restart, and keeps every point (size guidance 0).
 
 Usage: python tests/tensorboard_steps.py RUN/tensorboard
+       python tests/tensorboard_steps.py RUN/tensorboard --graph   (the graph's node names, one a line)
 """
 import sys
 
 from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
 
 
-def main(path: str) -> None:
+def main(path: str, graph: bool) -> None:
     acc = EventAccumulator(path, size_guidance={"tensors": 0})
     acc.Reload()
+    if graph:
+        for node in acc.Graph().node:
+            print(node.name)
+        return
     for tag in sorted(acc.Tags()["tensors"]):
         print(tag + "\t" + ",".join(str(event.step) for event in acc.Tensors(tag)))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:] == ["--graph"])

@@ -19,7 +19,8 @@ use alexnet::{
     },
 };
 use common::{
-    assert_one_point_per_epoch, curve, separable_dataset, serial, tiny_config, tiny_dataset,
+    assert_one_point_per_epoch, curve, separable_dataset, serial, tensorboard_graph, tiny_config,
+    tiny_dataset,
 };
 
 #[test]
@@ -89,6 +90,29 @@ fn a_few_epochs_learn() {
             .contains("trainable parameters: 58316868")
     );
     assert_eq!(events.images["augmented_training_images"], vec![0]);
+    // The graph: one node per layer, named as the module's layers, as TensorBoard sees it.
+    let layers = [
+        "input",
+        "conv1/conv",
+        "conv1/norm",
+        "conv1/pool",
+        "conv5/pool",
+        "avgpool",
+        "fc1",
+        "norm2",
+        "fc3",
+        "log_softmax",
+    ];
+    for layer in layers {
+        assert!(
+            events.graph_nodes.iter().any(|n| n == layer),
+            "{layer}: {:?}",
+            events.graph_nodes
+        );
+    }
+    if let Some(nodes) = tensorboard_graph(&dir.join("tensorboard")) {
+        assert_eq!(nodes, events.graph_nodes, "TensorBoard's reader");
+    }
 
     // test_caltech's path: the latest checkpoint on the validation split.
     let report = test(&config, dir, None, Split::Val, TestView::Config).unwrap();

@@ -157,11 +157,10 @@ pub fn test_seed() -> u64 {
         .unwrap_or(42)
 }
 
-/// The steps TensorBoard's own reader (`EventAccumulator` of the `tensorboard` Python
-/// package) sees for each tag of `dir`, through `tests/tensorboard_steps.py` run by the
-/// Python in `ALEXNET_TENSORBOARD_PYTHON`. `None` (with a note) when that is unset,
-/// unless `ALEXNET_REQUIRE_TENSORBOARD` is set: CI sets both.
-pub fn tensorboard_steps(dir: &Path) -> Option<std::collections::BTreeMap<String, Vec<u64>>> {
+/// What `tests/tensorboard_steps.py DIR EXTRA…` prints, run by the Python in
+/// `ALEXNET_TENSORBOARD_PYTHON`. `None` (with a note) when that is unset, unless
+/// `ALEXNET_REQUIRE_TENSORBOARD` is set: CI sets both.
+fn tensorboard_reader(dir: &Path, extra: &[&str]) -> Option<String> {
     let Some(python) = std::env::var_os("ALEXNET_TENSORBOARD_PYTHON") else {
         assert!(
             std::env::var_os("ALEXNET_REQUIRE_TENSORBOARD").is_none(),
@@ -174,6 +173,7 @@ pub fn tensorboard_steps(dir: &Path) -> Option<std::collections::BTreeMap<String
     let output = std::process::Command::new(python)
         .arg(script)
         .arg(dir)
+        .args(extra)
         .output()
         .expect("run the TensorBoard reader");
     assert!(
@@ -181,8 +181,15 @@ pub fn tensorboard_steps(dir: &Path) -> Option<std::collections::BTreeMap<String
         "TensorBoard's reader failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The steps TensorBoard's own reader (`EventAccumulator` of the `tensorboard` Python
+/// package) sees for each tag of `dir` ([`tensorboard_reader`]).
+pub fn tensorboard_steps(dir: &Path) -> Option<std::collections::BTreeMap<String, Vec<u64>>> {
+    let text = tensorboard_reader(dir, &[])?;
     let mut steps = std::collections::BTreeMap::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+    for line in text.lines() {
         let (tag, list) = line.split_once('\t').expect("tag<TAB>steps");
         let list: Vec<u64> = list
             .split(',')
@@ -192,6 +199,13 @@ pub fn tensorboard_steps(dir: &Path) -> Option<std::collections::BTreeMap<String
         steps.insert(tag.to_string(), list);
     }
     Some(steps)
+}
+
+/// The node names of the graph TensorBoard's own reader finds in `dir` (its
+/// `EventAccumulator.Graph()`).
+pub fn tensorboard_graph(dir: &Path) -> Option<Vec<String>> {
+    let text = tensorboard_reader(dir, &["--graph"])?;
+    Some(text.lines().map(str::to_string).collect())
 }
 
 /// The example binary `name`, brought up to date once per test process (`cargo test

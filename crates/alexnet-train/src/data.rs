@@ -112,6 +112,9 @@ pub enum LoadCause {
     /// Augmenting it.
     #[error(transparent)]
     Augment(#[from] alexnet_augment::AugmentError),
+    /// Bringing it to the processed size (`classify`, which takes raw images).
+    #[error("resizing: {0}")]
+    Resize(String),
 }
 
 /// An image that could not be loaded into a batch.

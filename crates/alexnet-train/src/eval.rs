@@ -116,20 +116,12 @@ pub struct TestCommand<'a> {
 /// What the `test_caltech` example calls: the config resolved as [`TestCommand`] says,
 /// the dataset as [`resolve_test_data`] finds it, then [`test`].
 pub fn test_command(command: &TestCommand) -> Result<TestReport> {
-    let name = command
-        .config
-        .and_then(|path| path.file_stem())
-        .map_or("demo".to_string(), |s| s.to_string_lossy().into_owned());
-    let run_dir = command
-        .run_dir
-        .clone()
-        .unwrap_or_else(|| default_run_dir(&name));
-    let recorded = run_dir.join(RUN_CONFIG);
-    let file = command
-        .config
-        .or_else(|| recorded.is_file().then_some(recorded.as_path()));
-    let mut config = ExperimentConfig::load_or(file, Some(command.demo_config))?;
-    config.apply(&command.overrides);
+    let (mut config, run_dir) = run_config(
+        command.config,
+        command.demo_config,
+        command.run_dir.clone(),
+        &command.overrides,
+    )?;
     if !run_dir.is_dir() && command.checkpoint.is_none() {
         return Err(invalid(
             "--run-dir",
@@ -148,6 +140,27 @@ pub fn test_command(command: &TestCommand) -> Result<TestReport> {
         command.split,
         command.view,
     )
+}
+
+/// The config and run directory a command on a trained run uses: `config` (`--config`),
+/// else the run directory's `config.toml` (what training used), else `demo_config`; the
+/// run directory is `run_dir`, else `runs/<config file stem>` (`runs/demo` without a
+/// config). `overrides` (the command's flags) are applied.
+pub(crate) fn run_config(
+    config: Option<&Path>,
+    demo_config: (&str, &Path),
+    run_dir: Option<PathBuf>,
+    overrides: &Overrides,
+) -> Result<(ExperimentConfig, PathBuf)> {
+    let name = config
+        .and_then(|path| path.file_stem())
+        .map_or("demo".to_string(), |s| s.to_string_lossy().into_owned());
+    let run_dir = run_dir.unwrap_or_else(|| default_run_dir(&name));
+    let recorded = run_dir.join(RUN_CONFIG);
+    let file = config.or_else(|| recorded.is_file().then_some(recorded.as_path()));
+    let mut config = ExperimentConfig::load_or(file, Some(demo_config))?;
+    config.apply(overrides);
+    Ok((config, run_dir))
 }
 
 /// What [`test`] measured.

@@ -154,6 +154,7 @@ impl Session {
         if self.state.epoch == 0 {
             let summary = inputs.model_config.summary(h as usize, w as usize)?;
             board.text("model/summary", &format!("```\n{summary}\n```"), 0)?;
+            board.graph(&crate::report::graph_nodes(&summary))?;
             let preview = preview_grid(
                 &inputs.train_set,
                 &inputs.train_pipeline,

@@ -26,6 +26,7 @@
 //! checkpoint), [`export`] (a checkpoint to PyTorch's key names), [`checkpoint`], [`tensorboard`], [`logging`], [`metrics`], [`io`].
 
 pub mod checkpoint;
+pub mod classify;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -124,3 +124,39 @@ pub(crate) fn preview_grid(
     }
     Ok(Some(grid))
 }
+
+/// The network's layers as TensorBoard graph nodes: an `input` placeholder, then each
+/// layer of the text summary fed by the one before it.
+pub(crate) fn graph_nodes(
+    summary: &alexnet_model::ModelSummary,
+) -> Vec<crate::tensorboard::GraphNode> {
+    let batch = |shape: &[usize]| {
+        std::iter::once(-1)
+            .chain(shape.iter().map(|&size| size as i64))
+            .collect::<Vec<i64>>()
+    };
+    let [height, width] = summary.input;
+    let mut nodes = vec![crate::tensorboard::GraphNode {
+        name: "input".into(),
+        op: "Placeholder".into(),
+        inputs: Vec::new(),
+        output_shape: batch(&[3, height, width]),
+        description: "images".into(),
+    }];
+    for layer in &summary.layers {
+        let previous = nodes.last().map(|node| node.name.clone());
+        nodes.push(crate::tensorboard::GraphNode {
+            name: layer.name.clone(),
+            op: layer
+                .kind
+                .split_whitespace()
+                .next()
+                .unwrap_or("Layer")
+                .to_string(),
+            inputs: previous.into_iter().collect(),
+            output_shape: batch(&layer.output),
+            description: format!("{}, {} parameters", layer.kind, layer.params),
+        });
+    }
+    nodes
+}

@@ -22,9 +22,13 @@ use std::{
 use image::RgbImage;
 use protobuf::{Message, RepeatedField};
 use tensorboard_proto::{
+    attr_value::{AttrValue, AttrValue_ListValue},
     event::{Event, SessionLog, SessionLog_SessionStatus},
+    graph::GraphDef,
+    node_def::NodeDef,
     summary::{Summary, Summary_Image, Summary_Value, SummaryMetadata, SummaryMetadata_PluginData},
     tensor::TensorProto,
+    tensor_shape::{TensorShapeProto, TensorShapeProto_Dim},
     types::DataType,
 };
 use tensorboard_rs::{masked_crc32c::masked_crc32c, record_writer::RecordWriter};
@@ -36,6 +40,21 @@ fn tb_error(path: &Path, reason: impl ToString) -> TrainError {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     }
+}
+
+/// One node of [`TensorBoard::graph`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphNode {
+    /// The layer's module path (`conv1.conv`).
+    pub name: String,
+    /// Its kind (`Conv2d`, `ReLU`, `Placeholder` for the input).
+    pub op: String,
+    /// The nodes it reads.
+    pub inputs: Vec<String>,
+    /// Its output shape, batch first (`-1`: any batch).
+    pub output_shape: Vec<i64>,
+    /// Its settings, as the text summary shows them.
+    pub description: String,
 }
 
 fn now() -> f64 {
@@ -202,6 +221,57 @@ impl TensorBoard {
         self.summary(entry, step)
     }
 
+    /// The network as a graph for TensorBoard's Graphs tab: one node per layer, named
+    /// by its module path with `/` for `.` (so `conv1/conv`, `conv1/relu` group under
+    /// `conv1`), fed by the node before it, its output shape (batch `-1`) in the
+    /// `_output_shapes` attribute TensorBoard shows, its settings in `description`.
+    pub fn graph(&mut self, nodes: &[GraphNode]) -> Result<()> {
+        let defs = nodes
+            .iter()
+            .map(|node| {
+                let mut def = NodeDef::new();
+                def.set_name(node.name.replace('.', "/"));
+                def.set_op(node.op.clone());
+                def.set_input(RepeatedField::from_vec(
+                    node.inputs
+                        .iter()
+                        .map(|input| input.replace('.', "/"))
+                        .collect(),
+                ));
+                let mut shape = TensorShapeProto::new();
+                shape.set_dim(RepeatedField::from_vec(
+                    node.output_shape
+                        .iter()
+                        .map(|&size| {
+                            let mut dim = TensorShapeProto_Dim::new();
+                            dim.set_size(size);
+                            dim
+                        })
+                        .collect(),
+                ));
+                let mut shapes = AttrValue_ListValue::new();
+                shapes.set_shape(RepeatedField::from_vec(vec![shape]));
+                let mut shapes_attr = AttrValue::new();
+                shapes_attr.set_list(shapes);
+                let mut description = AttrValue::new();
+                description.set_s(node.description.as_bytes().to_vec());
+                def.mut_attr().insert("_output_shapes".into(), shapes_attr);
+                def.mut_attr().insert("description".into(), description);
+                def
+            })
+            .collect();
+        let mut graph = GraphDef::new();
+        graph.set_node(RepeatedField::from_vec(defs));
+        let bytes = graph
+            .write_to_bytes()
+            .map_err(|error| tb_error(&self.path, error))?;
+        let mut event = Event::new();
+        event.set_wall_time(now());
+        event.set_step(0);
+        event.set_graph_def(bytes);
+        self.write(&event)
+    }
+
     /// Pushes buffered events to the file.
     pub fn flush(&mut self) -> Result<()> {
         self.writer
@@ -224,6 +294,8 @@ pub struct EventLog {
     pub texts: BTreeMap<String, Vec<(u64, String)>>,
     /// Session-start steps seen.
     pub session_starts: Vec<u64>,
+    /// Node names of the last graph written, with `/` separators.
+    pub graph_nodes: Vec<String>,
 }
 
 /// Reads every event file of `dir` in name order as the TensorBoard server does
@@ -274,6 +346,15 @@ fn read_events(files: &[PathBuf], strict: bool) -> Result<EventLog> {
             }
             if event.has_summary() {
                 log.add_summary(&event, step);
+            }
+            if event.has_graph_def() {
+                let graph = GraphDef::parse_from_bytes(event.get_graph_def())
+                    .map_err(|error| tb_error(path, error))?;
+                log.graph_nodes = graph
+                    .get_node()
+                    .iter()
+                    .map(|node| node.get_name().to_string())
+                    .collect();
             }
         }
     }
