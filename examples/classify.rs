@@ -13,7 +13,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use alexnet::train::{
-    classify::{Classifier, ClassifyCommand},
+    classify::{Classifier, ClassifyCommand, image_files},
     config::Overrides,
 };
 use anyhow::Result;
@@ -50,7 +50,7 @@ struct Args {
     /// Device to run on.
     #[arg(long)]
     device: Option<String>,
-    /// Image files.
+    /// Image files, or folders whose files are all classified.
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }
@@ -73,7 +73,7 @@ fn main() {
             },
         })?;
         let mut failed = 0;
-        for image in &args.images {
+        for image in &image_files(&args.images)? {
             match classifier.classify(image, args.top) {
                 Ok(predictions) => {
                     println!("{}", image.display());

@@ -435,18 +435,15 @@ fn preprocess_train_and_test_succeed_end_to_end() {
     .map(|entry| entry.unwrap().path())
     .min()
     .unwrap();
-    fs::copy(&good, cwd.join("good.jpg")).unwrap();
-    fs::write(cwd.join("corrupt.jpg"), b"\xff\xd8\xff not a jpeg").unwrap();
-    let classified = run(
-        "classify",
-        &["--run-dir", "run", "good.jpg", "corrupt.jpg"],
-        cwd,
-    );
+    fs::create_dir_all(cwd.join("photos")).unwrap();
+    fs::copy(&good, cwd.join("photos/good.jpg")).unwrap();
+    fs::write(cwd.join("photos/corrupt.jpg"), b"\xff\xd8\xff not a jpeg").unwrap();
+    let classified = run("classify", &["--run-dir", "run", "photos"], cwd);
     assert_eq!(classified.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&classified.stdout).to_string();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 4, "the image and its 3 classes: {stdout}");
-    assert_eq!(lines[0], "good.jpg");
+    assert_eq!(lines[0], "photos/good.jpg");
     let total: f64 = lines[1..]
         .iter()
         .map(|line| {

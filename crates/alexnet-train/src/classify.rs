@@ -62,6 +62,27 @@ pub struct Classifier {
     dtype: burn::tensor::FloatDType,
 }
 
+/// The image files `paths` name: a file as given, a folder's files (not its
+/// subfolders) in name order, so `classify photos/` takes every image in it; a path that
+/// does not exist is kept and fails when it is classified.
+pub fn image_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
+                .at(path)?
+                .map(|entry| entry.map(|entry| entry.path()).at(path))
+                .collect::<Result<_>>()?;
+            inside.retain(|file| file.is_file());
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
 fn read_labels(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).at(path)?;
     Ok(text
