@@ -88,10 +88,7 @@ impl KeyLayout {
     /// The file's key for one of our module paths after the PyTorch adapter (BatchNorm's
     /// `gamma`/`beta` already `weight`/`bias`).
     pub fn file_key(self, module_path: &str) -> String {
-        rename(
-            module_path,
-            self.prefixes().iter().map(|&(ours, theirs)| (ours, theirs)),
-        )
+        rename(module_path, self.prefixes().iter().copied())
     }
 
     /// Our module path for a file key (`module.` from `nn.DataParallel` dropped), or the

@@ -77,11 +77,9 @@ pub fn export_command(command: &ExportCommand) -> Result<ExportReport> {
             ));
         }
     }
-    let store = match (&command.run_dir, &command.checkpoint) {
-        (Some(run_dir), _) => CheckpointStore::new(run_dir, 1),
-        (None, Some(checkpoint)) => {
-            CheckpointStore::new(checkpoint.parent().unwrap_or(Path::new(".")), 1)
-        }
+    let loaded = match (&command.checkpoint, &command.run_dir) {
+        (Some(checkpoint), _) => CheckpointStore::load(checkpoint)?,
+        (None, Some(run_dir)) => CheckpointStore::new(run_dir, 1).load_given_or_latest(None)?,
         (None, None) => {
             return Err(invalid(
                 "--run-dir",
@@ -89,7 +87,6 @@ pub fn export_command(command: &ExportCommand) -> Result<ExportReport> {
             ));
         }
     };
-    let loaded = store.load_given_or_latest(command.checkpoint.as_deref())?;
     let state = &loaded.state;
     let device = parse_device(DEFAULT_DEVICE)?;
     let model = loaded.load_model(state.model.init(&device)?)?;
