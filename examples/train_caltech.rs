@@ -5,6 +5,8 @@
 //! cargo run --release --example train_caltech                       # the demo, minutes on a CPU
 //! cargo run --release --example train_caltech -- --config configs/caltech256.toml
 //! tensorboard --logdir runs
+//! # data-parallel over 4 processes (two nodes), in a build with `--features mpi`:
+//! mpirun -np 4 -H node1:2,node2:2 target/release/examples/train_caltech --distributed mpi --config ...
 //! ```
 
 mod support;
@@ -42,6 +44,10 @@ fn run(args: Args) -> Result<()> {
     let fallback = demo.then_some((DEMO_CONFIG, Path::new("configs/demo.toml")));
     let config = ExperimentConfig::load_or(args.config.as_deref(), fallback)?;
     let summary = train_command(config, &args.overrides, &name)?;
+    if summary.rank != 0 {
+        // Rank 0 reports for a distributed run.
+        return Ok(());
+    }
     let last = summary.history.last();
     println!(
         "done: {} epochs, val acc {:.2}% — checkpoint {} — TensorBoard: tensorboard --logdir {}",

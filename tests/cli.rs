@@ -231,6 +231,23 @@ fn train_and_test_bad_invocations() {
         "train.epochs",
     );
     fails_with(run("train_caltech", &["--precision", "f8"], cwd), "f8");
+    // Without the `mpi` feature the error names it; with it (tests/mpi.rs), mpirun.
+    one_line_error(
+        run(
+            "train_caltech",
+            &["--data", "nowhere", "--distributed", "mpi"],
+            cwd,
+        ),
+        if cfg!(feature = "mpi") {
+            "started by mpirun"
+        } else {
+            "a build with the `mpi` feature"
+        },
+    );
+    fails_with(
+        run("train_caltech", &["--distributed", "nccl"], cwd),
+        "unknown distributed backend `nccl`",
+    );
     let bad_config = cwd.join("bad.toml");
     fs::write(&bad_config, "[train]\nepochs = \"ten\"\n").unwrap();
     one_line_error(

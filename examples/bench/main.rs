@@ -32,6 +32,7 @@ use alexnet::{
     model::AlexNet,
     train::{
         config::{Precision, TrainConfig},
+        distributed::ProcessGroup,
         sgd::Sgd,
         step::Stepper,
     },
@@ -228,6 +229,7 @@ pub fn stepper(devices: Vec<Device>, dtype: FloatDType, check_finite: bool) -> S
         optim: ModuleOptimizer::from(Sgd::from(TrainConfig::default().sgd())),
         scaler: None,
         check_finite,
+        group: ProcessGroup::local(),
     }
 }
 

@@ -187,16 +187,25 @@ fn checkpoint_error(path: &Path, reason: impl Into<String>) -> TrainError {
 }
 
 /// For the kill tests: when `ALEXNET_TEST_PAUSE_AT` is `<point>@<epoch>`, the process
-/// says so on stderr and sleeps there for `ALEXNET_TEST_PAUSE_MS` (default 60 s), so that
-/// a test can SIGKILL it at that moment. Unset (always, outside those tests) it costs one
-/// environment lookup per checkpoint.
+/// says so on stderr (with its pid) and sleeps there for `ALEXNET_TEST_PAUSE_MS`
+/// (default 60 s), so that a test can SIGKILL it at that moment, or watch the other
+/// ranks of a distributed run time out on it. With `ALEXNET_TEST_PAUSE_RANK` only that
+/// rank pauses. Unset (always, outside those tests) it costs one environment lookup per
+/// checkpoint and per training step.
 pub fn pause_point(point: &str, epoch: usize) {
-    if std::env::var("ALEXNET_TEST_PAUSE_AT").is_ok_and(|at| at == format!("{point}@{epoch}")) {
+    let Ok(at) = std::env::var("ALEXNET_TEST_PAUSE_AT") else {
+        return;
+    };
+    let other_rank = std::env::var("ALEXNET_TEST_PAUSE_RANK")
+        .ok()
+        .and_then(|rank| rank.parse::<usize>().ok())
+        .is_some_and(|rank| Some(rank) != crate::distributed::launcher_rank());
+    if !other_rank && at == format!("{point}@{epoch}") {
         let ms = std::env::var("ALEXNET_TEST_PAUSE_MS")
             .ok()
             .and_then(|ms| ms.parse().ok())
             .unwrap_or(60_000);
-        eprintln!("paused at {point}@{epoch}");
+        eprintln!("paused at {point}@{epoch} (pid {})", std::process::id());
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
 }

@@ -122,9 +122,82 @@ pub struct Overrides {
     /// With --init-from: a fresh last layer for this dataset's classes (fine-tuning).
     #[cfg_attr(feature = "cli", arg(long))]
     pub new_classifier: bool,
+    /// Data-parallel training across processes: none, or mpi (started by mpirun; a build
+    /// with the `mpi` feature).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "none|mpi"))]
+    pub distributed: Option<DistributedBackend>,
+    /// Seconds a rank waits for the others at a gradient or metric exchange before it
+    /// ends the job, naming the ranks it did not hear from.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "SECONDS"))]
+    pub distributed_timeout: Option<f64>,
     /// The `[prep]` section's.
     #[cfg_attr(feature = "cli", arg(skip))]
     pub prep: PrepOverrides,
+}
+
+/// How a run spreads over processes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistributedBackend {
+    /// One process (its devices may still be several: `train.device`).
+    #[default]
+    None,
+    /// One process per rank, started by `mpirun`, gradients all-reduced through MPI.
+    Mpi,
+}
+
+impl std::str::FromStr for DistributedBackend {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "none" => Ok(Self::None),
+            "mpi" => Ok(Self::Mpi),
+            other => Err(format!(
+                "unknown distributed backend `{other}` (expected none or mpi)"
+            )),
+        }
+    }
+}
+
+/// The `[distributed]` section: data-parallel training over several processes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributedConfig {
+    /// `none` or `mpi`.
+    pub backend: DistributedBackend,
+    /// Seconds a rank waits at an exchange for the others (a rank that died or hangs)
+    /// before it ends the job on every rank. It must exceed the longest time one rank
+    /// works alone: rank 0 writing a checkpoint or, at start-up, the demo dataset.
+    pub timeout_secs: f64,
+    /// Gradients are all-reduced in fused buffers of about this many MiB (a parameter
+    /// larger than this is a buffer of its own).
+    pub bucket_mib: usize,
+}
+
+impl Default for DistributedConfig {
+    fn default() -> Self {
+        Self {
+            backend: DistributedBackend::None,
+            timeout_secs: 600.0,
+            bucket_mib: 64,
+        }
+    }
+}
+
+impl DistributedConfig {
+    /// Checks the values; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) {
+            return Err(invalid(
+                "distributed.timeout_secs",
+                format!("{} is not a positive number of seconds", self.timeout_secs),
+            ));
+        }
+        if self.bucket_mib == 0 {
+            return Err(invalid("distributed.bucket_mib", "must be at least 1"));
+        }
+        Ok(())
+    }
 }
 
 /// Dynamic loss scaling for `f16` (as PyTorch's `GradScaler`).
@@ -407,7 +480,7 @@ impl LoggingConfig {
 }
 
 /// A whole config file: `[prep]`, `[demo]`, `[augment]`, `[model]`, `[train]`,
-/// `[logging]`. Every section is optional and defaults to the original post's settings.
+/// `[logging]`, `[distributed]`. Every section is optional and defaults to the original post's settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExperimentConfig {
@@ -423,6 +496,8 @@ pub struct ExperimentConfig {
     pub train: TrainConfig,
     /// Logging.
     pub logging: LoggingConfig,
+    /// Training over several processes (MPI).
+    pub distributed: DistributedConfig,
 }
 
 impl ExperimentConfig {
@@ -474,6 +549,9 @@ impl ExperimentConfig {
         train.seed = o.seed.unwrap_or(train.seed);
         train.init_from = o.init_from.or(train.init_from.take());
         train.new_classifier |= o.new_classifier;
+        let distributed = &mut self.distributed;
+        distributed.backend = o.distributed.unwrap_or(distributed.backend);
+        distributed.timeout_secs = o.distributed_timeout.unwrap_or(distributed.timeout_secs);
         self.prep.apply(&o.prep);
     }
 
@@ -483,6 +561,7 @@ impl ExperimentConfig {
         crate::device::parse_devices(&self.train.device)?;
         self.logging.validate()?;
         self.model.validate()?;
+        self.distributed.validate()?;
         Ok(())
     }
 }

@@ -29,7 +29,10 @@ use burn::{
 use rand::{SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
 
-use crate::error::{Result, TrainError};
+use crate::{
+    distributed::share_of,
+    error::{Result, TrainError},
+};
 
 /// One labelled image file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +70,14 @@ impl ImageDataset {
     /// The items, in file order.
     pub fn items(&self) -> &[ImageItem] {
         &self.items
+    }
+
+    /// Share `part` of `parts` of the items ([`share_of`]), each keeping its index: a
+    /// rank's part of a split that the ranks evaluate together.
+    pub fn share(&self, part: usize, parts: usize) -> Self {
+        Self {
+            items: self.items[share_of(self.items.len(), part, parts)].to_vec(),
+        }
     }
 }
 
@@ -145,6 +156,8 @@ pub struct ImageBatcher {
     pool: Arc<rayon::ThreadPool>,
     seed: u64,
     epoch: u64,
+    /// `(part, parts)`: only this contiguous share of each batch is loaded.
+    share: (usize, usize),
 }
 
 impl ImageBatcher {
@@ -160,7 +173,16 @@ impl ImageBatcher {
             pool,
             seed,
             epoch,
+            share: (0, 1),
         }
+    }
+
+    /// Loads only share `part` of `parts` of each batch ([`share_of`]): a rank of a
+    /// distributed run reads and augments its own images of the global batch, which
+    /// every rank draws in the same order.
+    pub fn with_share(mut self, part: usize, parts: usize) -> Self {
+        self.share = (part, parts.max(1));
+        self
     }
 
     fn load(&self, items: &[ImageItem]) -> std::result::Result<Vec<f32>, LoadError> {
@@ -190,7 +212,9 @@ impl ImageBatcher {
 
 impl Batcher<ImageItem, BatchResult> for ImageBatcher {
     fn batch(&self, items: Vec<ImageItem>, device: &Device) -> BatchResult {
-        let buffer = self.load(&items)?;
+        let (part, parts) = self.share;
+        let items = &items[share_of(items.len(), part, parts)];
+        let buffer = self.load(items)?;
         let [height, width] = self.pipeline.output_size();
         let crops = self.pipeline.crops();
         let shape = [items.len() * crops, 3, height as usize, width as usize];

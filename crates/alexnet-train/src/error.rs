@@ -148,6 +148,15 @@ pub enum TrainError {
     /// A thread computing a shard of the batch on another device panicked.
     #[error("a device thread computing part of the batch panicked (see the message above)")]
     ShardPanicked,
+    /// The ranks of a distributed run could not start together or disagree (another
+    /// checkpoint, a failed start on one rank).
+    #[error("rank {rank}: {reason}")]
+    Distributed {
+        /// The rank reporting it.
+        rank: usize,
+        /// What went wrong.
+        reason: String,
+    },
     /// A step failed after taking the model (a bug: the model cannot be recovered).
     #[error("the model was lost by a failed step")]
     ModelLost,

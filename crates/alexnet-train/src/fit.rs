@@ -21,6 +21,7 @@ use crate::{
     checkpoint::BestMetric,
     config::{ExperimentConfig, MIN_LOSS_SCALE, Overrides},
     data::{ImageBatcher, epoch_seed, for_each_batch, loader_pool, train_loader},
+    distributed::ProcessGroup,
     error::{Result, TrainError},
     eval::{EvalOptions, evaluate},
     logging::{finish_progress, progress_bar},
@@ -46,6 +47,8 @@ pub struct TrainSummary {
     pub parameters: usize,
     /// Whether the run was stopped by the observer before its last epoch.
     pub interrupted: bool,
+    /// This process's rank in a distributed run (0 otherwise): rank 0 reports.
+    pub rank: usize,
 }
 
 /// Called after every epoch; returning `false` stops the run at once, as a kill would
@@ -75,17 +78,52 @@ pub fn train_command(
         .clone();
     config.validate()?;
     let console = crate::logging::console(&config.logging)?;
+    let group = ProcessGroup::connect(&config.distributed)?;
+    if group.size() > 1 {
+        let rank = group.rank();
+        crate::logging::set_console_prefix(&format!("[rank {rank}] "));
+        return crate::distributed::finish(rank, train_ranked(config, group, console, &run_dir));
+    }
     resolve_data(&mut config, true)?;
     let session = Session::prepare(&config)?;
     let _log = console.into_file(&run_dir)?;
     session.run(&mut |_| true)
 }
 
+/// [`train_command`] on one rank of several: rank 0 resolves the data first (it builds
+/// the demo dataset if needed; the others then open it), and alone keeps the log file.
+fn train_ranked(
+    mut config: ExperimentConfig,
+    mut group: ProcessGroup,
+    console: crate::logging::ConsoleLog,
+    run_dir: &std::path::Path,
+) -> Result<TrainSummary> {
+    if group.is_first() {
+        resolve_data(&mut config, true)?;
+    }
+    group.barrier("the data preparation on rank 0")?;
+    if !group.is_first() {
+        resolve_data(&mut config, false)?;
+    }
+    let first = group.is_first();
+    let session = Session::prepare_in(&config, group)?;
+    let _log = if first {
+        console.into_file(run_dir)?
+    } else {
+        drop(console);
+        crate::logging::init(&config.logging, None)?
+    };
+    session.run(&mut |_| true)
+}
+
 /// The sums of one epoch's applied steps.
 #[derive(Default)]
 struct EpochTraining {
-    /// Loss summed over the images of applied steps.
+    /// Loss summed over the images of applied steps (every rank's).
     loss_sum: f64,
+    /// Images of applied steps (every rank's).
+    images: u64,
+    /// Top-1 and top-5 counts (every rank's, summed at the end of the epoch).
     accuracy: Accumulator,
     applied: u64,
     /// Steps skipped as f16 overflows.
@@ -135,9 +173,17 @@ impl Session {
                 self.state.epoch
             );
         }
-        self.write_resolved_config()?;
+        // Rank 0 alone writes the run's files; every rank computes the same run.
+        let writes = self.stepper.group.is_first();
+        if writes {
+            self.write_resolved_config()?;
+        }
         let tensorboard_dir = self.run_dir.join("tensorboard");
-        let mut board = open_tensorboard(&tensorboard_dir, self.state.epoch)?;
+        let mut board = if writes {
+            Some(open_tensorboard(&tensorboard_dir, self.state.epoch)?)
+        } else {
+            None
+        };
         let parameters = self.model()?.num_trainable_params();
         let inputs = &self.inputs;
         let [h, w] = inputs.train_pipeline.output_size();
@@ -150,8 +196,17 @@ impl Session {
             train_config.device,
             train_config.precision
         );
+        if self.stepper.group.size() > 1 {
+            tracing::info!(
+                "rank {} of {}: images {:?} of each batch of {}",
+                self.stepper.group.rank(),
+                self.stepper.group.size(),
+                self.stepper.group.share(train_config.batch_size),
+                train_config.batch_size
+            );
+        }
         let pool = loader_pool(train_config.loader_threads)?;
-        if self.state.epoch == 0 {
+        if let (Some(board), 0) = (board.as_mut(), self.state.epoch) {
             let summary = inputs.model_config.summary(h as usize, w as usize)?;
             board.text("model/summary", &format!("```\n{summary}\n```"), 0)?;
             board.graph(&crate::report::graph_nodes(&summary))?;
@@ -167,7 +222,9 @@ impl Session {
                 board.image("augmented_training_images", &grid, 0)?;
             }
         }
-        board.flush()?;
+        if let Some(board) = board.as_mut() {
+            board.flush()?;
+        }
 
         let mut interrupted = false;
         if self.state.epoch >= train_config.epochs {
@@ -178,7 +235,7 @@ impl Session {
             );
         }
         for epoch in self.state.epoch + 1..=train_config.epochs {
-            let metrics = self.epoch(&mut board, epoch, &pool)?;
+            let metrics = self.epoch(board.as_mut(), epoch, &pool)?;
             if !observer(&metrics) {
                 interrupted = epoch < train_config.epochs;
                 break;
@@ -191,6 +248,7 @@ impl Session {
             history: self.state.history,
             parameters,
             interrupted,
+            rank: self.stepper.group.rank(),
         })
     }
 
@@ -198,16 +256,20 @@ impl Session {
     /// evaluated, logged or saved.
     fn epoch(
         &mut self,
-        board: &mut TensorBoard,
+        board: Option<&mut TensorBoard>,
         epoch: usize,
         pool: &Arc<rayon::ThreadPool>,
     ) -> Result<EpochMetrics> {
         let started = Instant::now();
         let lr = self.schedule.lr();
         let trained = self.train_epoch(epoch, lr, pool)?;
-        let stepper = &self.stepper;
-        let train_config = &self.config.train;
+        // Every rank continues with rank 0's BatchNorm statistics (the first shard's, as
+        // on several devices of one process) and parameters.
+        let model = self.model.take().ok_or(TrainError::ModelLost)?;
+        self.model = Some(self.stepper.group.broadcast_model(model)?);
         let batches = self.batches_per_epoch();
+        let stepper = &mut self.stepper;
+        let train_config = &self.config.train;
         let stop = |what: String| {
             diverged(
                 what,
@@ -224,7 +286,7 @@ impl Session {
                 stepper.loss_scale()
             )));
         }
-        if !all_finite(self.model()?)? {
+        if !all_finite(self.model.as_ref().ok_or(TrainError::ModelLost)?)? {
             return Err(stop(
                 "parameters or BatchNorm statistics became non-finite".into(),
             ));
@@ -237,12 +299,15 @@ impl Session {
             prefetch: train_config.prefetch,
             pool: pool.clone(),
         };
-        let (val, _) = evaluate(
-            self.model()?,
-            &self.inputs.val_set,
+        // Each rank evaluates its share of the validation set; the sums are added.
+        let group = &mut stepper.group;
+        let (mut val, _) = evaluate(
+            self.model.as_ref().ok_or(TrainError::ModelLost)?,
+            &self.inputs.val_set.share(group.rank(), group.size()),
             self.inputs.eval_pipeline.clone(),
             &eval_options,
         )?;
+        group.sum_accumulator(&mut val, "the validation sums")?;
         if !val.loss().is_finite() {
             return Err(stop(format!(
                 "validation loss is {} (the model's validation outputs are not finite)",
@@ -251,7 +316,7 @@ impl Session {
         }
         let metrics = EpochMetrics {
             epoch,
-            train_loss: trained.loss_sum / trained.accuracy.count as f64,
+            train_loss: trained.loss_sum / trained.images.max(1) as f64,
             train_accuracy: trained.accuracy.top1(),
             val_loss: val.loss(),
             val_top1: val.top1(),
@@ -263,7 +328,9 @@ impl Session {
             loss_scale: f64::from(stepper.loss_scale()),
         };
         log_epoch(&metrics, train_config.epochs);
-        write_scalars(board, &metrics, stepper.scaler.is_some())?;
+        if let Some(board) = board {
+            write_scalars(board, &metrics, stepper.scaler.is_some())?;
+        }
         crate::checkpoint::pause_point("epoch-logged", epoch);
         self.save(&metrics)?;
         Ok(metrics)
@@ -290,9 +357,13 @@ impl Session {
         // Dropout draws from the device generator; reseeding per epoch makes each epoch's
         // masks independent of how the run got there (fresh or resumed). Each device has
         // its own generator; the first is also the loader's device.
-        for (k, device) in distinct(&stepper.devices).into_iter().enumerate() {
-            device.seed(epoch_seed(seed, epoch as u64).wrapping_add(k as u64));
+        // Across ranks each takes the next numbers, as the devices of one process would.
+        let devices = distinct(&stepper.devices);
+        let first_stream = (stepper.group.rank() * devices.len()) as u64;
+        for (k, device) in devices.into_iter().enumerate() {
+            device.seed(epoch_seed(seed, epoch as u64).wrapping_add(first_stream + k as u64));
         }
+        // Every rank draws the same global batches and loads its own share of each.
         let loader = train_loader(
             &self.inputs.train_set,
             ImageBatcher::new(
@@ -300,7 +371,8 @@ impl Session {
                 pool.clone(),
                 seed,
                 epoch as u64,
-            ),
+            )
+            .with_share(stepper.group.rank(), stepper.group.size()),
             train_config.batch_size,
             seed,
             epoch as u64,
@@ -346,17 +418,19 @@ impl Session {
             if outcome.applied {
                 *global_step += 1;
                 sums.applied += 1;
-                sums.loss_sum += f64::from(outcome.loss) * targets.len() as f64;
+                sums.loss_sum += f64::from(outcome.loss) * outcome.images as f64;
+                sums.images += outcome.images as u64;
                 sums.accuracy
                     .add_log_probs(&outcome.log_probs, classes, &targets);
             } else {
                 sums.skipped += 1;
             }
+            crate::checkpoint::pause_point(&format!("step-{}", index + 1), epoch);
             bar.inc(1);
             bar.set_message(format!(
                 "epoch {epoch}/{} loss {:.4} train acc {:.2}% lr {lr:.3e}",
                 train_config.epochs,
-                sums.loss_sum / sums.accuracy.count.max(1) as f64,
+                sums.loss_sum / sums.images.max(1) as f64,
                 100.0 * sums.accuracy.top1()
             ));
             Ok(())
@@ -364,14 +438,19 @@ impl Session {
         finish_progress(&bar);
         result?;
         self.model = Some(current.ok_or_else(lost)?);
+        self.stepper
+            .group
+            .sum_accumulator(&mut sums.accuracy, "the training accuracy sums")?;
         Ok(sums)
     }
 
     /// Records the finished epoch: schedule, state, the best model, a checkpoint every
-    /// `train.checkpoint_interval` epochs and at the last.
+    /// `train.checkpoint_interval` epochs and at the last. Every rank keeps the same
+    /// state; rank 0 alone writes the files.
     fn save(&mut self, metrics: &EpochMetrics) -> Result<()> {
         let train_config = &self.config.train;
         let stepper = &self.stepper;
+        let writes = stepper.group.is_first();
         let model = self.model.as_ref().ok_or(TrainError::ModelLost)?;
         let epoch = metrics.epoch;
         self.schedule.step(metrics);
@@ -391,9 +470,19 @@ impl Session {
                 epoch,
                 val_top1: metrics.val_top1,
             });
-            self.store.save_best(state, &model_bytes(model)?)?;
+            if writes {
+                self.store.save_best(state, &model_bytes(model)?)?;
+            }
         }
-        if epoch.is_multiple_of(train_config.checkpoint_interval) || epoch == train_config.epochs {
+        let checkpoint =
+            epoch.is_multiple_of(train_config.checkpoint_interval) || epoch == train_config.epochs;
+        if checkpoint && !writes {
+            self.last_checkpoint = Some(
+                self.store
+                    .dir()
+                    .join(crate::checkpoint::epoch_dir_name(epoch)),
+            );
+        } else if checkpoint {
             let optimizer = stepper
                 .optim
                 .into_bytes()

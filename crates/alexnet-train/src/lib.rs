@@ -23,13 +23,14 @@
 //! dataset, batcher and loaders), [`step`] (loss and batch gradients over devices),
 //! [`loss_scale`] (f16), [`sgd`], [`schedule`] (ReduceLROnPlateau and Burn's
 //! schedulers), [`fit`] (the epoch loop), [`eval`] (evaluation and testing a
-//! checkpoint), [`export`] (a checkpoint to PyTorch's key names), [`classify`] (a model on image files), [`checkpoint`], [`tensorboard`], [`logging`], [`metrics`], [`io`].
+//! checkpoint), [`export`] (a checkpoint to PyTorch's key names), [`classify`] (a model on image files), [`checkpoint`], [`tensorboard`], [`logging`], [`metrics`], [`io`], [`distributed`] (data-parallel training over processes: MPI).
 
 pub mod checkpoint;
 pub mod classify;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod distributed;
 pub mod error;
 pub mod eval;
 pub mod export;

@@ -5,7 +5,7 @@ use std::{
     fs,
     io::{IsTerminal, Write},
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -19,6 +19,27 @@ use crate::{
 /// The bar currently drawn, if any; console log lines are printed around it.
 static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
+/// Put before every console line (`[rank 1] ` in a distributed run, whose ranks share
+/// mpirun's console); the log file has none.
+static CONSOLE_PREFIX: OnceLock<String> = OnceLock::new();
+
+/// Starts every console log line of this process with `prefix` (set once).
+pub fn set_console_prefix(prefix: &str) {
+    let _ = CONSOLE_PREFIX.set(prefix.to_string());
+}
+
+/// `buf` with the console prefix, if one is set.
+fn prefixed(buf: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match CONSOLE_PREFIX.get() {
+        Some(prefix) => {
+            let mut line = prefix.as_bytes().to_vec();
+            line.extend_from_slice(buf);
+            std::borrow::Cow::Owned(line)
+        }
+        None => std::borrow::Cow::Borrowed(buf),
+    }
+}
+
 /// Writes to stderr, suspending the active progress bar while it does.
 #[derive(Clone, Copy, Default)]
 struct ConsoleWriter;
@@ -26,11 +47,13 @@ struct ConsoleWriter;
 impl Write for ConsoleWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let bar = ACTIVE_BAR.lock().ok().and_then(|bar| bar.clone());
+        // The formatter hands over one whole event per call.
+        let line = prefixed(buf);
         match bar {
             Some(bar) => bar
-                .suspend(|| std::io::stderr().write_all(buf))
+                .suspend(|| std::io::stderr().write_all(&line))
                 .map(|()| buf.len()),
-            None => std::io::stderr().write_all(buf).map(|()| buf.len()),
+            None => std::io::stderr().write_all(&line).map(|()| buf.len()),
         }
     }
 

@@ -21,6 +21,7 @@ use crate::{
     config::{ExperimentConfig, Precision, Resume},
     data::{ImageDataset, channel_stats},
     device::parse_devices,
+    distributed::ProcessGroup,
     error::{IoContext, Result, TrainError, invalid},
     io::write_atomic,
     loss_scale::LossScaler,
@@ -241,6 +242,12 @@ impl Session {
 
     /// Checks and loads everything; writes nothing.
     pub fn prepare(config: &ExperimentConfig) -> Result<Self> {
+        Self::prepare_in(config, ProcessGroup::local())
+    }
+
+    /// [`Session::prepare`] for one rank of `group`: every rank must resume from the
+    /// same checkpoint, and starts from rank 0's parameters.
+    pub fn prepare_in(config: &ExperimentConfig, mut group: ProcessGroup) -> Result<Self> {
         config.validate()?;
         let train_config = &config.train;
         let data_dir = train_config.data.as_ref().ok_or_else(|| {
@@ -267,6 +274,16 @@ impl Session {
                     "{} is larger than the {} training images; the last partial batch is dropped, so no batch would be formed",
                     train_config.batch_size,
                     train_set.len_items()
+                ),
+            ));
+        }
+        if group.size() > train_config.batch_size {
+            return Err(invalid(
+                "train.batch_size",
+                format!(
+                    "{} is smaller than the {} ranks: each rank needs at least one image of every batch",
+                    train_config.batch_size,
+                    group.size()
                 ),
             ));
         }
@@ -369,6 +386,24 @@ impl Session {
         state.classes = classes;
         let schedule =
             Schedule::restore(&train_config.scheduler, train_config.lr, &state.schedule)?;
+        if group.size() > 1 {
+            let epochs = group.gather(state.epoch as f64, "the check of the checkpoint resumed")?;
+            if let Some((other, theirs)) = epochs
+                .iter()
+                .enumerate()
+                .find(|(_, epoch)| **epoch != state.epoch as f64)
+            {
+                return Err(TrainError::Distributed {
+                    rank: group.rank(),
+                    reason: format!(
+                        "starts after epoch {} but rank {other} after epoch {theirs}: every rank must read the same run directory {} (a shared file system)",
+                        state.epoch,
+                        run_dir.display()
+                    ),
+                });
+            }
+            model = group.broadcast_model(model)?;
+        }
         let last_checkpoint = checkpoint.as_ref().map(|c| c.dir.clone());
         Ok(Session {
             config: config.clone(),
@@ -389,6 +424,7 @@ impl Session {
                 scaler: (train_config.precision == Precision::F16)
                     .then(|| LossScaler::new(&train_config.loss_scale, state.loss_scale.clone())),
                 check_finite: true,
+                group,
             },
             model: Some(model),
             state,

@@ -12,6 +12,7 @@ use burn::{
 
 use crate::{
     data::ImageBatch,
+    distributed::{ProcessGroup, ReducedGradients},
     error::{Result, TrainError},
     loss_scale::LossScaler,
 };
@@ -324,9 +325,11 @@ pub(crate) fn to_host(tensor: Tensor<2>) -> Result<Vec<f32>> {
 /// One optimizer step's outcome.
 #[derive(Debug, Clone)]
 pub struct StepOutcome {
-    /// The batch's mean loss.
+    /// The batch's mean loss (over every rank's share of it).
     pub loss: f32,
-    /// Its log-probabilities, row-major `[n, classes]`.
+    /// Images in the batch (over every rank's share of it).
+    pub images: usize,
+    /// This rank's log-probabilities, row-major `[n, classes]`.
     pub log_probs: Vec<f32>,
     /// Whether the optimizer step was taken.
     pub applied: bool,
@@ -335,7 +338,8 @@ pub struct StepOutcome {
 }
 
 /// The training step as the trainer takes it: the batch's gradients over the devices,
-/// then one optimizer step, with f16 loss scaling.
+/// summed over the ranks of a distributed run, then one optimizer step, with f16 loss
+/// scaling.
 pub struct Stepper {
     /// The devices the batch is split across (autodiff); the first holds the model.
     pub devices: Vec<Device>,
@@ -348,6 +352,9 @@ pub struct Stepper {
     /// Whether to look for non-finite gradients (the trainer always does: a step with
     /// one is not applied).
     pub check_finite: bool,
+    /// The ranks the global batch is split across (one process: [`ProcessGroup::local`]).
+    /// Each rank's batch is its share; the step sums the shares' gradients.
+    pub group: ProcessGroup,
 }
 
 impl Stepper {
@@ -356,26 +363,45 @@ impl Stepper {
         self.scaler.as_ref().map_or(1.0, LossScaler::scale)
     }
 
-    /// Gradients over the devices, then one SGD step. A step whose loss or gradients are
-    /// not finite is not applied: under f16 it is an overflow (the scale backs off, see
-    /// [`LossScaler`]); in f32 the caller stops.
+    /// Gradients over the devices and ranks, then one SGD step. A step whose loss or
+    /// gradients are not finite is not applied: under f16 it is an overflow (the scale
+    /// backs off, see [`LossScaler`]); in f32 the caller stops. Every rank sees the same
+    /// summed gradients, so every rank makes the same decision and the same step.
     pub fn step(
         &mut self,
         model: AlexNet,
         batch: ImageBatch,
         lr: f64,
     ) -> Result<(AlexNet, StepOutcome)> {
+        let distributed = self.group.size() > 1;
         let options = GradientOptions {
             loss_scale: self.loss_scale(),
-            check_finite: self.check_finite,
+            // Across ranks the summed gradients are checked on the host instead.
+            check_finite: self.check_finite && !distributed,
             ..GradientOptions::new(self.dtype)
         };
+        let images = batch.classes.len();
         let BatchGradients {
             grads,
             loss,
             log_probs,
             non_finite,
         } = batch_gradients(&model, &self.devices, batch.images, batch.targets, &options)?;
+        let ReducedGradients {
+            grads,
+            loss,
+            images,
+            non_finite,
+        } = if distributed {
+            self.group.reduce_gradients(&model, grads, loss, images)?
+        } else {
+            ReducedGradients {
+                grads,
+                loss,
+                images,
+                non_finite,
+            }
+        };
         let applied = !non_finite && loss.is_finite();
         let model = if applied {
             self.optim.step(lr, model, grads)
@@ -391,6 +417,7 @@ impl Stepper {
         }
         let outcome = StepOutcome {
             loss,
+            images,
             log_probs,
             applied,
             non_finite_grads: non_finite,
