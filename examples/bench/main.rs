@@ -10,6 +10,9 @@
 //! cargo run --release --example bench -- matmul [--device flex] [--sizes 1024,2048,4096] [--precision f32]
 //! cargo run --release --example bench -- loader --data DIR [--batch-size 32]
 //! cargo run --release --example bench -- epoch  --data DIR [--batch-size 32] [--loader-threads N]
+//! # with --features mpi, under mpirun (RESULT from rank 0):
+//! mpirun -np 2 target/release/examples/bench train --distributed mpi [--batch-size 32]
+//! mpirun -np 2 target/release/examples/bench allreduce        # milliseconds, not images/s
 //! ```
 //!
 //! One module per subcommand; each measures the library's own code (the training step
@@ -18,6 +21,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod allreduce;
 mod augment;
 mod conv;
 mod data;
@@ -87,6 +91,20 @@ enum Command {
     Loader(DataArgs),
     /// Input pipeline and training step together on a prepared folder.
     Epoch(DataArgs),
+    /// The gradient all-reduce of a distributed step (milliseconds, not images/s), for
+    /// the post's model: the whole exchange (gradients to host buffers, MPI all-reduce,
+    /// back to tensors) and the MPI all-reduce alone. Run it under mpirun.
+    Allreduce(AllreduceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AllreduceArgs {
+    /// Classes (256: the post's 59 M trainable parameters).
+    #[arg(long, default_value_t = 256, value_parser = at_least_one)]
+    pub classes: usize,
+    /// Size of the fused buffers, MiB.
+    #[arg(long, default_value_t = 64, value_parser = at_least_one)]
+    pub bucket_mib: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -119,6 +137,10 @@ pub struct ModelArgs {
     /// stop on a non-finite gradient: its cost, for comparison.
     #[arg(long)]
     pub check_finite: bool,
+    /// `mpi`: this process is one rank of a data-parallel step (run under mpirun; the
+    /// batch size is the global batch, each rank computes its share).
+    #[arg(long, default_value = "none")]
+    pub distributed: alexnet::train::config::DistributedBackend,
 }
 
 #[derive(clap::Args, Debug)]
@@ -255,6 +277,7 @@ fn main() {
             Command::Matmul(args_) => matmul::bench_matmul(args_, args.reps),
             Command::Loader(args) => data::bench_data(args, false),
             Command::Epoch(args) => data::bench_data(args, true),
+            Command::Allreduce(args_) => allreduce::bench_allreduce(args_, args.reps),
         }
     });
 }

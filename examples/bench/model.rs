@@ -10,7 +10,10 @@ use alexnet::{
         tensor::{Distribution, FloatDType},
     },
     model::{AlexNet, AlexNetConfig},
-    train::{data::ImageBatch, device::parse_devices, step::nll_loss},
+    train::{
+        config::DistributedConfig, data::ImageBatch, device::parse_devices,
+        distributed::ProcessGroup, step::nll_loss,
+    },
 };
 use anyhow::Result;
 
@@ -27,6 +30,13 @@ pub fn bench_model(args: ModelArgs, train: bool) -> Result<()> {
         devices[0].clone()
     };
     let train_devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
+    let group = ProcessGroup::connect(&DistributedConfig {
+        backend: args.distributed,
+        ..DistributedConfig::default()
+    })?;
+    let global_batch = batch;
+    // A rank computes its share of the global batch.
+    let batch = group.share(global_batch).len();
     main.seed(0);
     let mut model = AlexNetConfig::seed(args.classes).init(&main)?;
     let images = Tensor::<4>::random(
@@ -44,6 +54,7 @@ pub fn bench_model(args: ModelArgs, train: bool) -> Result<()> {
         &main,
     );
     let mut stepper = stepper(train_devices, dtype, args.check_finite);
+    stepper.group = group;
     let classes: Vec<usize> = (0..batch).map(|i| i % args.classes).collect();
     let eval = model.valid();
     let mut rates = Vec::new();
@@ -64,10 +75,17 @@ pub fn bench_model(args: ModelArgs, train: bool) -> Result<()> {
             let _ = out.slice([0..1, 0..1]).into_scalar::<f32>();
         }
         if step >= 3 {
-            rates.push(batch as f64 / started.elapsed().as_secs_f64());
+            rates.push(global_batch as f64 / started.elapsed().as_secs_f64());
         }
     }
-    if train && devices.len() == 1 {
+    let group = std::mem::replace(&mut stepper.group, ProcessGroup::local());
+    let ranks = group.size();
+    let rank = group.rank();
+    alexnet::train::distributed::finish(rank, Ok(()))?;
+    if rank != 0 {
+        return Ok(());
+    }
+    if train && devices.len() == 1 && ranks == 1 {
         let [forward, backward, update] =
             step_phases(model, &images, &targets, dtype, &mut stepper.optim, 5)?;
         eprintln!(
@@ -77,9 +95,14 @@ pub fn bench_model(args: ModelArgs, train: bool) -> Result<()> {
     eprintln!("# peak RSS {:.0} MiB", peak_rss_mib());
     let precision = format!("{:?}", args.precision).to_lowercase();
     let name = format!(
-        "{}-{}-b{batch}-{precision}-s{}{}",
+        "{}-{}{}-b{global_batch}-{precision}-s{}{}",
         if train { "train" } else { "infer" },
         args.device.replace(',', "+"),
+        if ranks > 1 {
+            format!("-{ranks}ranks")
+        } else {
+            String::new()
+        },
         args.size,
         if args.no_native { "-no-native" } else { "" }
     ) + if args.check_finite {

@@ -176,6 +176,12 @@ impl ProcessGroup {
         share_of(n, self.rank(), self.size())
     }
 
+    /// The lengths of the fused buffers of the last gradient exchange (the last one holds
+    /// the loss and the image count too).
+    pub fn buffer_lens(&self) -> Vec<usize> {
+        self.buckets.iter().map(Vec::len).collect()
+    }
+
     /// Ends the job on every rank (this rank failed).
     pub fn abort(&self, code: i32) -> ! {
         self.collective.abort(code)
@@ -192,6 +198,11 @@ impl ProcessGroup {
         values[self.rank()] = value;
         self.collective.all_reduce_f64(&mut values, what)?;
         Ok(values)
+    }
+
+    /// Sums `buffers` over the ranks, element by element, in place.
+    pub fn sum_f32(&mut self, buffers: &mut [Vec<f32>], what: &str) -> Result<()> {
+        self.collective.all_reduce_f32(buffers, what)
     }
 
     /// Sums `values` over the ranks, in place.
