@@ -23,10 +23,12 @@ use alexnet::{
         prelude::*,
     },
     model::Variant,
+    prep::Split,
     train::{
         ExperimentConfig,
         checkpoint::{CheckpointStore, TrainerState},
         device::parse_device,
+        eval::{TestView, test},
     },
 };
 use common::{
@@ -214,6 +216,29 @@ fn two_ranks_learn_and_write_one_point_per_epoch() {
     // The same rule for shards and BatchNorm statistics as tests/parallel.rs's two devices.
     assert_learned_in_shards(&history);
     assert_one_point_per_epoch(&cwd.join("run/tensorboard"), 6);
+
+    // The split evaluation with rank 0's BatchNorm statistics on every rank is the
+    // evaluation of the checkpoint (rank 0's model) by one process.
+    let last = &history[5];
+    let report = test(
+        &config,
+        &cwd.join("run"),
+        Some(&cwd.join("run/checkpoints/epoch-0006")),
+        Split::Val,
+        TestView::Config,
+    )
+    .unwrap();
+    eprintln!(
+        "epoch 6 validation, 2 ranks: loss {} top-1 {}; the checkpoint in one process: loss {} top-1 {}",
+        last.val_loss, last.val_top1, report.loss, report.top1
+    );
+    assert!(
+        (report.loss - last.val_loss).abs() <= 1e-5 * last.val_loss.abs().max(1.0),
+        "validation loss: 2 ranks {}, one process {}",
+        last.val_loss,
+        report.loss
+    );
+    assert_eq!((report.top1, report.top5), (last.val_top1, last.val_top5));
 }
 
 /// A 2-rank run whose rank 1 has stopped after step 2 of epoch 2 (for 10 minutes).
@@ -299,6 +324,9 @@ fn a_hung_rank_ends_the_job_within_the_time_limit_naming_it() {
     let stopped = start_with_rank_1_stopped(&mpirun, cwd, "run", 8);
     let (status, seconds, output) = stopped.end(Duration::from_secs(60));
     eprintln!("the job ended {seconds:.1} s after rank 1 stopped, {status}");
+    for line in output.lines().filter(|line| line.contains("error:")) {
+        eprintln!("{line}");
+    }
     assert!(!status.success(), "{output}");
     assert!(
         output.contains("error: rank 0: no word from rank 1 within 8 s"),
