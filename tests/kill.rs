@@ -12,8 +12,10 @@ use std::{
     process::{Command, Stdio},
 };
 
-use alexnet::train::checkpoint::TrainerState;
-use common::{assert_one_point_per_epoch, example, tiny_dataset, within_1e6};
+use alexnet::train::metrics::EpochMetrics;
+use common::{
+    assert_one_point_per_epoch, assert_same_history, example, latest_state, tiny_dataset,
+};
 
 const EPOCHS: usize = 4;
 
@@ -95,19 +97,11 @@ fn kill_at(cwd: &Path, run_dir: &str, point: &str) {
     assert!(!status.success());
 }
 
-fn final_history(run: &Path) -> Vec<(f64, f64, f64)> {
-    let latest = fs::read_to_string(run.join("checkpoints/latest")).unwrap();
-    let state = run
-        .join("checkpoints")
-        .join(latest.trim())
-        .join("state.json");
-    let state: TrainerState = serde_json::from_slice(&fs::read(state).unwrap()).unwrap();
+/// The per-epoch metrics of the run's latest checkpoint, which must be the last epoch's.
+fn final_history(run: &Path) -> Vec<EpochMetrics> {
+    let state = latest_state(run);
     assert_eq!(state.epoch, EPOCHS);
-    state
-        .history
-        .iter()
-        .map(|m| (m.train_loss, m.val_loss, m.train_accuracy))
-        .collect()
+    state.history
 }
 
 #[cfg(unix)]
@@ -134,13 +128,7 @@ fn sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run() {
     let resumed = final_history(&cwd.join("killed"));
     assert_eq!(reference.len(), EPOCHS);
     assert_eq!(resumed.len(), EPOCHS);
-    for (epoch, (a, b)) in reference.iter().zip(&resumed).enumerate() {
-        assert!(
-            within_1e6(a.0, b.0) && within_1e6(a.1, b.1) && a.2 == b.2,
-            "epoch {}: uninterrupted (train loss, val loss, train acc) {a:?}, killed and resumed {b:?}",
-            epoch + 1
-        );
-    }
+    assert_same_history(&reference, &resumed);
 
     assert_one_point_per_epoch(&cwd.join("killed/tensorboard"), EPOCHS as u64);
 }

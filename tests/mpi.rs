@@ -26,14 +26,14 @@ use alexnet::{
     prep::Split,
     train::{
         ExperimentConfig,
-        checkpoint::{CheckpointStore, TrainerState},
+        checkpoint::CheckpointStore,
         device::parse_device,
         eval::{TestView, test},
     },
 };
 use common::{
-    assert_learned_in_shards, assert_one_point_per_epoch, curve, example, separable_dataset,
-    tiny_config, within_1e6,
+    assert_learned_in_shards, assert_one_point_per_epoch, assert_same_history, curve, example,
+    latest_state, separable_dataset, tiny_config,
 };
 
 /// `mpirun`, or `None` (with a note) where Open MPI is not installed and not required.
@@ -104,16 +104,6 @@ fn checkpoint_values(checkpoint: &Path) -> Vec<f32> {
     let mut values = Values(Vec::new());
     model.visit(&mut values);
     values.0
-}
-
-/// The state of the run's latest checkpoint.
-fn latest_state(run: &Path) -> TrainerState {
-    let latest = fs::read_to_string(run.join("checkpoints/latest")).unwrap();
-    let state = run
-        .join("checkpoints")
-        .join(latest.trim())
-        .join("state.json");
-    serde_json::from_slice(&fs::read(state).unwrap()).unwrap()
 }
 
 #[test]
@@ -373,18 +363,7 @@ fn a_killed_rank_ends_the_job_and_the_rerun_resumes_exactly() {
     let reference = latest_state(&cwd.join("straight")).history;
     let resumed = latest_state(&cwd.join("killed")).history;
     assert_eq!(reference.len(), 3);
-    assert_eq!(resumed.len(), 3);
-    for (a, b) in reference.iter().zip(&resumed) {
-        assert!(
-            within_1e6(a.train_loss, b.train_loss)
-                && within_1e6(a.val_loss, b.val_loss)
-                && a.train_accuracy == b.train_accuracy,
-            "epoch {}: uninterrupted {:?}, killed and resumed {:?}",
-            a.epoch,
-            (a.train_loss, a.val_loss, a.train_accuracy),
-            (b.train_loss, b.val_loss, b.train_accuracy)
-        );
-    }
+    assert_same_history(&reference, &resumed);
     assert_one_point_per_epoch(&cwd.join("killed/tensorboard"), 3);
 }
 

@@ -260,6 +260,36 @@ pub fn assert_learned_in_shards(history: &[alexnet::train::metrics::EpochMetrics
     assert!(lowest < 0.5 * first.train_loss, "training loss: {curve:?}");
 }
 
+/// The state of `run`'s latest checkpoint (`checkpoints/latest`'s `state.json`).
+pub fn latest_state(run: &Path) -> alexnet::train::checkpoint::TrainerState {
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).expect("latest");
+    let state = run
+        .join("checkpoints")
+        .join(latest.trim())
+        .join("state.json");
+    serde_json::from_slice(&std::fs::read(state).expect("state.json")).expect("a state")
+}
+
+/// Asserts that a run killed and resumed repeated an uninterrupted one epoch by epoch:
+/// train and validation loss within 1e-6 ([`within_1e6`]), the same train accuracy.
+pub fn assert_same_history(
+    uninterrupted: &[alexnet::train::metrics::EpochMetrics],
+    resumed: &[alexnet::train::metrics::EpochMetrics],
+) {
+    assert_eq!(uninterrupted.len(), resumed.len());
+    for (a, b) in uninterrupted.iter().zip(resumed) {
+        assert!(
+            within_1e6(a.train_loss, b.train_loss)
+                && within_1e6(a.val_loss, b.val_loss)
+                && a.train_accuracy == b.train_accuracy,
+            "epoch {}: uninterrupted (train loss, val loss, train acc) {:?}, killed and resumed {:?}",
+            a.epoch,
+            (a.train_loss, a.val_loss, a.train_accuracy),
+            (b.train_loss, b.val_loss, b.train_accuracy)
+        );
+    }
+}
+
 /// Whether `x` and `y` agree within 1e-6 (relative, absolute below 1): how exactly a
 /// resumed run must repeat an uninterrupted one.
 pub fn within_1e6(x: f64, y: f64) -> bool {

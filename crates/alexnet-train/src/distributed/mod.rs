@@ -313,7 +313,6 @@ impl ProcessGroup {
         drop(model.valid());
         let mut reader = ValueReader {
             values: Vec::new(),
-            dims: Vec::new(),
             error: None,
         };
         model.visit(&mut reader);
@@ -480,7 +479,6 @@ impl ModuleVisitor for Unpacker<'_> {
 /// order.
 struct ValueReader {
     values: Vec<f32>,
-    dims: Vec<Vec<usize>>,
     error: Option<TrainError>,
 }
 
@@ -489,9 +487,7 @@ impl ModuleVisitor for ValueReader {
         if self.error.is_some() {
             return;
         }
-        let tensor = param.val();
-        self.dims.push(tensor.dims().to_vec());
-        match tensor.try_into_vec_as::<f32>() {
+        match param.val().try_into_vec_as::<f32>() {
             Ok(values) => self.values.extend(values),
             Err(source) => {
                 self.error = Some(TrainError::TensorRead {
