@@ -57,3 +57,13 @@ pub trait NativeMaxPool: Backend {
         dilation: [usize; 2],
     ) -> FloatTensor<Self>;
 }
+
+/// Training-mode dropout whose mask is a function of a seed and each element's index,
+/// recomputed by its backward step instead of kept (flex only).
+#[backend_extension(Flex: cfg(feature = "flex"), Autodiff)]
+pub trait NativeDropout: Backend {
+    /// `x` with each element kept with probability `1 - prob` and scaled by
+    /// `1 / (1 - prob)`, else multiplied by zero (a NaN stays NaN); which elements are
+    /// kept depends only on `seed` and the element's position in the contiguous tensor.
+    fn native_dropout(x: FloatTensor<Self>, prob: f64, seed: u64) -> FloatTensor<Self>;
+}

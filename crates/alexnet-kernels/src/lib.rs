@@ -48,15 +48,15 @@ mod flex;
 #[cfg(feature = "tch")]
 mod libtorch;
 
-#[cfg(feature = "flex")]
-pub use extension::NativeMaxPool;
 #[cfg(any(feature = "flex", feature = "tch"))]
 pub use extension::{NativeBatchNorm, NativeConv};
+#[cfg(feature = "flex")]
+pub use extension::{NativeDropout, NativeMaxPool};
 
 #[cfg(any(feature = "flex", feature = "tch"))]
 use burn::backend::DispatchDevice;
 use burn::{
-    nn::{BatchNorm, PaddingConfig2d, pool::MaxPool2d},
+    nn::{BatchNorm, Dropout, PaddingConfig2d, pool::MaxPool2d},
     prelude::*,
     tensor::ops::ConvOptions,
 };
@@ -225,6 +225,39 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
             pool.forward(x)
         }
     }
+}
+
+/// `layer.forward(x)`; in training on a flex autodiff device, through [`NativeDropout`]:
+/// one pass each way, with a mask drawn from a seed that Burn's random stream for the
+/// device gives (so `Device::seed` makes it repeatable), instead of a tensor of Bernoulli
+/// samples kept for the backward pass.
+pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    let training = layer.training.is_enabled() && device.is_autodiff() && layer.prob > 0.0;
+    #[cfg(feature = "flex")]
+    if training && layer.prob < 1.0 && backend(&device) == Some(NativeBackend::Flex) {
+        return Tensor::from_dispatch(<burn::backend::Dispatch as NativeDropout>::native_dropout(
+            x.into_dispatch(),
+            layer.prob,
+            draw_seed(&device),
+        ));
+    }
+    let _ = training;
+    layer.forward(x)
+}
+
+/// A 64-bit seed from Burn's random stream for `device`: four 16-bit draws.
+#[cfg(feature = "flex")]
+fn draw_seed(device: &Device) -> u64 {
+    let draws = Tensor::<1, Int>::random(
+        [4],
+        burn::tensor::Distribution::Uniform(0.0, 65536.0),
+        device,
+    );
+    draws
+        .into_data()
+        .iter::<i64>()
+        .fold(0u64, |seed, draw| (seed << 16) | (draw as u64 & 0xFFFF))
 }
 
 /// SGD's hyper-parameters, with PyTorch's meaning: dampening applies to the gradient

@@ -255,6 +255,57 @@ fn flex_native_max_pool_matches_burns() {
     }
 }
 
+/// Native dropout on flex: the output is the input times 0 or `1 / (1 - p)`, kept in
+/// about `1 - p` of the elements, the input gradient is the output gradient times the same
+/// factors, the same seed gives the same mask and the next call a new one; in evaluation
+/// mode it is the identity.
+#[test]
+fn flex_native_dropout_keeps_its_mask_for_the_gradient() {
+    use alexnet_kernels as native;
+    use burn::{nn::DropoutConfig, tensor::Distribution};
+    let _serial = serial();
+    let device = Device::flex().autodiff();
+    let layer = DropoutConfig::new(0.25).init();
+    let x = Tensor::<4>::random([4, 8, 16, 16], Distribution::Uniform(1.0, 2.0), &device);
+    let run = || {
+        let x = x.clone().require_grad();
+        let y = native::dropout(&layer, x.clone());
+        let weights = Tensor::<4>::random(y.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let grads = (y.clone() * weights.clone()).sum().backward();
+        (
+            host(y.inner()),
+            host(x.grad(&grads).unwrap()),
+            host(weights.inner()),
+        )
+    };
+    device.seed(5);
+    let (y, grad, weights) = run();
+    let x_host = host(x.clone().inner());
+    let mut kept = 0;
+    for (((y, grad), weight), x) in y.iter().zip(&grad).zip(&weights).zip(&x_host) {
+        let factor = y / x;
+        assert!(
+            factor == 0.0 || (factor - 4.0 / 3.0).abs() < 1e-6,
+            "factor {factor}"
+        );
+        assert!(
+            (grad - weight * factor).abs() <= 1e-6 * (1.0 + grad.abs()),
+            "{grad} vs {weight} x {factor}"
+        );
+        kept += usize::from(factor != 0.0);
+    }
+    // 8,192 elements: the kept share's standard deviation is 0.005.
+    let share = kept as f64 / y.len() as f64;
+    assert!((share - 0.75).abs() < 0.05, "kept {share}");
+    let (again, _, _) = run();
+    assert_ne!(again, y, "the next call draws a new mask");
+    device.seed(5);
+    assert_eq!(run().0, y, "the same seed gives the same mask");
+    let mut eval = layer.clone();
+    eval.training = eval.training.with_value(false);
+    assert_eq!(host(native::dropout(&eval, x.clone()).inner()), x_host);
+}
+
 /// The SGD step libtorch runs in place against the same step in Burn's tensor ops on
 /// flex, over four steps with and without Nesterov momentum and dampening.
 #[cfg(feature = "tch")]

@@ -22,7 +22,7 @@ use crate::{
     error::{ModelError, Result},
     layers::{ConvLayer, conv_layers},
 };
-use alexnet_kernels::{batch_norm, conv2d, max_pool2d};
+use alexnet_kernels::{batch_norm, conv2d, dropout as native_dropout, max_pool2d};
 
 /// Side of the feature map the classifier expects (256 × 6 × 6 = 9216 inputs).
 const POOLED: usize = 6;
@@ -108,7 +108,7 @@ impl ConvBlock {
             x = max_pool2d(pool, x);
         }
         if let Some(dropout) = &self.dropout {
-            x = dropout.forward(x);
+            x = native_dropout(dropout, x);
         }
         x
     }
@@ -357,14 +357,14 @@ impl AlexNet {
         let x = self.avgpool.forward(x);
         let mut x: Tensor<2> = x.flatten(1, 3);
         if let Some(dropout) = &self.dropout0 {
-            x = dropout.forward(x);
+            x = native_dropout(dropout, x);
         }
         let f32 = FloatDType::F32;
         let mut x = self.activation.forward(self.fc1.forward(x, dtype));
         if let Some(norm) = &self.norm1 {
             x = in_dtype(batch_norm(norm, in_dtype(x, f32)), dtype);
         }
-        let x = self.dropout1.forward(x);
+        let x = native_dropout(&self.dropout1, x);
         let mut x = self.activation.forward(self.fc2.forward(x, dtype));
         if let Some(norm) = &self.norm2 {
             x = in_dtype(batch_norm(norm, in_dtype(x, f32)), dtype);

@@ -3,6 +3,7 @@
 
 mod batch_norm;
 mod conv;
+mod dropout;
 mod max_pool;
 
 use burn::{
