@@ -20,11 +20,12 @@
 //! - on flex the convolution's forward pass and weight gradient are computed as
 //!   PyTorch's CPU kernels do, one im2col matrix product per image (the input and bias
 //!   gradients are flex's own), BatchNorm reads its statistics straight from the
-//!   `[N, C, ...]` layout and applies them in one fused pass each way, and max pooling
-//!   works out its windows' bounds once per call and keeps 32-bit indices.
+//!   `[N, C, ...]` layout and applies them in one fused pass each way, max pooling
+//!   works out its windows' bounds once per call and keeps 32-bit indices, and dropout
+//!   ([`NativeDropout`]) is one pass each way with a mask recomputed from a seed.
 //!
-//! On every other device, or after [`set_enabled`]`(false)`, [`conv2d`], [`batch_norm`]
-//! and [`max_pool2d`] are Burn's own, and [`sgd_step`] is computed with Burn's tensor ops.
+//! On every other device, or after [`set_enabled`]`(false)`, [`conv2d`], [`batch_norm`],
+//! [`max_pool2d`] and [`dropout`] are Burn's own, and [`sgd_step`] is computed with Burn's tensor ops.
 //!
 //! ```
 //! use alexnet_kernels as native;

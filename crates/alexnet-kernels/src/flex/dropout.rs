@@ -8,7 +8,7 @@
 //! `1 / (1 - p)`, the backward step recomputes the same factors from the seed instead of
 //! keeping a mask, and the result does not depend on how the work is split over threads.
 
-use super::{f32s, tensor};
+use super::{f32s, register_single_input_grad, tensor};
 use crate::NativeDropout;
 use burn::{
     backend::{
@@ -138,11 +138,7 @@ impl Backward<Flex, 1> for FlexDropoutBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let [Some(node)] = ops.parents else {
-            return;
-        };
-        grads.register::<Flex>(node.id, ops.state.apply_to(grad));
+        register_single_input_grad(ops, grads, |mask, grad| mask.apply_to(grad));
     }
 }
 

@@ -6,7 +6,7 @@
 //! the valid kernel columns of every output column are computed once per call, and the
 //! indices are 32-bit positions within the plane, kept by the backward step itself.
 
-use super::{f32s, tensor};
+use super::{f32s, register_single_input_grad, tensor};
 use crate::NativeMaxPool;
 use burn::{
     backend::{
@@ -205,14 +205,11 @@ impl Backward<Flex, 1> for FlexPoolBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let grad = grads.consume::<Flex>(&ops.node);
-        let [Some(node)] = ops.parents else {
-            return;
-        };
-        let state = ops.state;
-        let grad = grad.to_contiguous();
-        let input_grad = state.geometry.backward(&state.indices, f32s(&grad));
-        grads.register::<Flex>(node.id, tensor(input_grad, state.input_shape));
+        register_single_input_grad(ops, grads, |state, grad| {
+            let grad = grad.to_contiguous();
+            let input_grad = state.geometry.backward(&state.indices, f32s(&grad));
+            tensor(input_grad, state.input_shape)
+        });
     }
 }
 

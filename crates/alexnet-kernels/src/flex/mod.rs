@@ -7,7 +7,11 @@ mod dropout;
 mod max_pool;
 
 use burn::{
-    backend::flex::{FlexTensor, Layout},
+    backend::{
+        Flex,
+        autodiff::{grads::Gradients, ops::Ops},
+        flex::{FlexTensor, Layout},
+    },
     tensor::{Bytes, DType, Shape},
 };
 
@@ -25,4 +29,17 @@ pub(crate) fn tensor(values: Vec<f32>, shape: Shape) -> FlexTensor {
         Layout::contiguous(shape),
         DType::F32,
     )
+}
+
+/// The backward step of an operation with one input: the input's gradient is
+/// `input_grad(state, output gradient)`, registered when the input needs one.
+pub(crate) fn register_single_input_grad<S>(
+    ops: Ops<S, 1>,
+    grads: &mut Gradients,
+    input_grad: impl FnOnce(S, FlexTensor) -> FlexTensor,
+) {
+    let grad = grads.consume::<Flex>(&ops.node);
+    if let [Some(node)] = ops.parents {
+        grads.register::<Flex>(node.id, input_grad(ops.state, grad));
+    }
 }
