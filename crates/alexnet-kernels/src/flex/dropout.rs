@@ -65,7 +65,7 @@ impl DropoutMask {
     #[cfg(test)]
     fn factor(&self, index: usize) -> f32 {
         let hash = self.hash(index as u64 / 2);
-        let half = if index % 2 == 0 {
+        let half = if index.is_multiple_of(2) {
             hash & 0xFFFF_FFFF
         } else {
             hash >> 32
