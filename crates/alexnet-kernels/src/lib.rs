@@ -233,17 +233,22 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
 /// device gives (so `Device::seed` makes it repeatable), instead of a tensor of Bernoulli
 /// samples kept for the backward pass.
 pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
-    let device = x.device();
-    let training = layer.training.is_enabled() && device.is_autodiff() && layer.prob > 0.0;
     #[cfg(feature = "flex")]
-    if training && layer.prob < 1.0 && backend(&device) == Some(NativeBackend::Flex) {
-        return Tensor::from_dispatch(<burn::backend::Dispatch as NativeDropout>::native_dropout(
-            x.into_dispatch(),
-            layer.prob,
-            draw_seed(&device),
-        ));
+    {
+        // Where Burn's `Dropout::forward` drops at all; p = 1 stays Burn's.
+        let device = x.device();
+        let drops = layer.training.is_enabled() && device.is_autodiff() && layer.prob > 0.0;
+        if drops && layer.prob < 1.0 && backend(&device) == Some(NativeBackend::Flex) {
+            let seed = draw_seed(&device);
+            return Tensor::from_dispatch(
+                <burn::backend::Dispatch as NativeDropout>::native_dropout(
+                    x.into_dispatch(),
+                    layer.prob,
+                    seed,
+                ),
+            );
+        }
     }
-    let _ = training;
     layer.forward(x)
 }
 

@@ -61,20 +61,22 @@ impl DropoutMask {
         z ^ (z >> 31)
     }
 
-    /// The factor of element `index`: `scale` when kept, else 0.
+    /// The factors of the pair `pair`'s two elements: `scale` when kept, else 0.
+    fn pair_factors(&self, pair: u64) -> [f32; 2] {
+        let hash = self.hash(pair);
+        [hash & 0xFFFF_FFFF, hash >> 32].map(|half| {
+            if half < self.threshold {
+                self.scale
+            } else {
+                0.0
+            }
+        })
+    }
+
+    /// The factor of element `index`.
     #[cfg(test)]
     fn factor(&self, index: usize) -> f32 {
-        let hash = self.hash(index as u64 / 2);
-        let half = if index.is_multiple_of(2) {
-            hash & 0xFFFF_FFFF
-        } else {
-            hash >> 32
-        };
-        if half < self.threshold {
-            self.scale
-        } else {
-            0.0
-        }
+        self.pair_factors(index as u64 / 2)[index % 2]
     }
 
     /// `values[i] · factor(i)` for every element, in parallel.
@@ -85,17 +87,8 @@ impl DropoutMask {
             let first_pair = (task * CHUNK / 2) as u64;
             let pairs = output.chunks_mut(2).zip(values.chunks(2));
             for (pair, (output, values)) in (first_pair..).zip(pairs) {
-                let hash = self.hash(pair);
-                for ((o, &v), half) in output
-                    .iter_mut()
-                    .zip(values)
-                    .zip([hash & 0xFFFF_FFFF, hash >> 32])
-                {
-                    let factor = if half < self.threshold {
-                        self.scale
-                    } else {
-                        0.0
-                    };
+                let factors = self.pair_factors(pair);
+                for ((o, &v), factor) in output.iter_mut().zip(values).zip(factors) {
                     *o = v * factor;
                 }
             }
