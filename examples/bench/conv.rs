@@ -116,11 +116,34 @@ pub fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
             let expected = burn_grad();
             let scale = expected.clone().abs().max().into_scalar::<f32>();
             let error = (native_grad() - expected).abs().max().into_scalar::<f32>();
+            // The input gradient: the first layer's is never needed, as above.
+            let native_input = || {
+                native::conv2d_x_backward(
+                    x.clone(),
+                    weight.clone(),
+                    output_grad.clone(),
+                    options.clone(),
+                )
+            };
+            let native_input_ms = median_ms(&|| first(native_input()));
+            let transposed = conv_transpose2d(
+                output_grad.clone(),
+                weight.clone(),
+                None,
+                ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1),
+            );
+            let input_scale = transposed.clone().abs().max().into_scalar::<f32>();
+            let input_error = (native_input() - transposed)
+                .abs()
+                .max()
+                .into_scalar::<f32>();
             eprintln!(
-                "#   native: forward (with bias) {native_forward:.0} ms ({:.0} GFLOP/s), weight gradient {native_ms:.0} ms ({:.0} GFLOP/s; relative difference to Burn's {:.1e})",
+                "#   native: forward (with bias) {native_forward:.0} ms ({:.0} GFLOP/s), weight gradient {native_ms:.0} ms ({:.0} GFLOP/s; relative difference to Burn's {:.1e}), input gradient {native_input_ms:.0} ms ({:.0} GFLOP/s; {:.1e})",
                 rate(native_forward),
                 rate(native_ms),
-                error / scale
+                error / scale,
+                rate(native_input_ms),
+                input_error / input_scale
             );
         }
     }

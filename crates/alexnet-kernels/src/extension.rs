@@ -28,6 +28,16 @@ pub trait NativeConv: Backend {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self>;
+
+    /// The gradient of `conv2d(x, weight)`'s input for the output gradient
+    /// `output_grad`, as `ModuleOps::conv2d_x_backward` with symmetric padding, computed
+    /// by the kernel [`native_conv2d`](Self::native_conv2d)'s backward pass uses.
+    fn native_conv2d_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
 }
 
 /// Training-mode BatchNorm, differentiated by the backend's own backward kernel.

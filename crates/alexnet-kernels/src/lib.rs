@@ -18,8 +18,9 @@
 //!   backward step asks libtorch's autograd engine for exactly the gradients Burn needs,
 //!   which then come from libtorch's dedicated backward kernels;
 //! - on flex the convolution's forward pass and weight gradient are computed as
-//!   PyTorch's CPU kernels do, one im2col matrix product per image (the input and bias
-//!   gradients are flex's own), BatchNorm reads its statistics straight from the
+//!   PyTorch's CPU kernels do, one im2col matrix product per image (and the input
+//!   gradient of wide stride-1 layers as that forward product with the flipped kernel;
+//!   the other input gradients and the bias gradient are flex's own), BatchNorm reads its statistics straight from the
 //!   `[N, C, ...]` layout and applies them in one fused pass each way, max pooling
 //!   works out its windows' bounds once per call and keeps 32-bit indices, and dropout
 //!   ([`NativeDropout`]) is one pass each way with a mask recomputed from a seed.
@@ -150,6 +151,36 @@ pub fn conv2d_weight_backward(
         );
     }
     burn::tensor::module::conv2d_weight_backward(x, weight, output_grad, options)
+}
+
+/// The input gradient of `conv2d(x, weight)` for `output_grad`, as the backend's
+/// `ModuleOps::conv2d_x_backward`; with symmetric padding on a device with native
+/// operations, the one [`conv2d`]'s backward pass computes there.
+pub fn conv2d_x_backward(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    output_grad: Tensor<4>,
+    options: ConvOptions<2>,
+) -> Tensor<4> {
+    #[cfg(any(feature = "flex", feature = "tch"))]
+    if !options.is_asymmetric() && backend(&x.device()).is_some() {
+        return Tensor::from_dispatch(
+            <burn::backend::Dispatch as NativeConv>::native_conv2d_x_backward(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                output_grad.into_dispatch(),
+                options,
+            ),
+        );
+    }
+    Tensor::from_dispatch(<burn::backend::Dispatch as burn::backend::ops::ModuleOps<
+        _,
+    >>::conv2d_x_backward(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        output_grad.into_dispatch(),
+        options,
+    ))
 }
 
 /// `norm.forward(x)`; in training on an autodiff device with native operations

@@ -37,8 +37,8 @@ fn assert_close(a: Vec<f32>, b: Vec<f32>, what: &str) {
 
 /// The native convolution against Burn's own, both on `device` (an autodiff device):
 /// outputs and the gradients of input, weight and bias, over strides, padding, dilation
-/// and groups, with and without an input that needs its gradient; and the weight
-/// gradient alone (`native::conv2d_weight_backward`).
+/// and groups, with and without an input that needs its gradient; and the weight and
+/// input gradients alone (`native::conv2d_weight_backward`, `native::conv2d_x_backward`).
 fn native_convolution_matches_burns(device: Device) {
     use alexnet_kernels::{self as native, NativeConv};
     use burn::{
@@ -54,16 +54,21 @@ fn native_convolution_matches_burns(device: Device) {
     let device = device.autodiff();
     device.seed(5);
     let close = |a: Tensor<4>, b: Tensor<4>, what: &str| assert_close(host(a), host(b), what);
-    for (groups, stride, padding, dilation, input_grad) in [
-        (1, 4, 0, 1, false),
-        (2, 1, 2, 1, true),
-        (1, 1, 1, 1, true),
-        (2, 2, 3, 2, true),
+    // The last case has enough input channels for flex's native input gradient.
+    for (channels_in, side, groups, stride, padding, dilation, input_grad) in [
+        (4, 15, 1, 4, 0, 1, false),
+        (4, 15, 2, 1, 2, 1, true),
+        (4, 15, 1, 1, 1, 1, true),
+        (4, 15, 2, 2, 3, 2, true),
+        (256, 6, 1, 1, 1, 1, true),
     ] {
         let random =
             |shape: [usize; 4]| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &device);
-        let x = random([2, 4, 15, 15]);
-        let w = random([6, 4 / groups, 3, 3]);
+        let x = random([2, channels_in, side, side]);
+        // At a fan-in initialisation's scale, so that outputs and gradients stay of
+        // order one and `assert_close`'s bound holds at 256 input channels too.
+        let fan_in = (channels_in / groups * 9) as f32;
+        let w = random([6, channels_in / groups, 3, 3]) / fan_in.sqrt();
         let b = Tensor::<1>::random([6], Distribution::Normal(0.0, 1.0), &device);
         let options = ConvOptions::new([stride; 2], [padding; 2], [dilation; 2], groups);
         let run = |native: bool| {
@@ -98,7 +103,17 @@ fn native_convolution_matches_burns(device: Device) {
         close(w_native, w_burn, "weight gradient");
         close(b_native.unsqueeze(), b_burn.unsqueeze(), "bias gradient");
         match (x_native, x_burn) {
-            (Some(native), Some(burn)) => close(native, burn, "input gradient"),
+            (Some(native), Some(burn)) => {
+                close(native, burn.clone(), "input gradient");
+                // The input gradient alone, for the loss's output gradient 2y.
+                let alone = native::conv2d_x_backward(
+                    x.clone().inner(),
+                    w.clone().inner(),
+                    y_native.clone() * 2.0,
+                    options.clone(),
+                );
+                close(alone, burn, "input gradient alone");
+            }
             (None, None) => assert!(!input_grad),
             (native, burn) => panic!(
                 "input gradient: native {:?}, Burn {:?}",

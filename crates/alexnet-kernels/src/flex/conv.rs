@@ -9,9 +9,11 @@
 //! `col(x_n)` is the image's im2col matrix: the forward pass's arithmetic, in one matrix
 //! product per image. The forward pass is the same product the other way round,
 //! `Y_n = W · col(x_n)`, which lands directly in the NCHW output (flex's own converts
-//! the input to NHWC and the output back).
+//! the input to NHWC and the output back). The input gradient of the wide stride-1
+//! layers is that forward product again, of the output gradient with the flipped kernel
+//! ([`ConvGeometry::input_grad`]).
 //!
-//! Over 400 lines: a quarter is unit tests against a direct definition of both
+//! Over 600 lines: a third is unit tests against a direct definition of the three
 //! products, over strides, padding, dilation and groups.
 
 use super::{f32s, tensor};
@@ -59,18 +61,33 @@ impl NativeConv for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let geometry = ConvGeometry::of(&x, &weight, &options).filter(|g| {
-            let [output_h, output_w] = g.output;
-            output_grad.shape().as_slice() == [g.batch, g.channels_out, output_h, output_w]
-                && [x.dtype(), weight.dtype(), output_grad.dtype()] == [DType::F32; 3]
-        });
-        let Some(geometry) = geometry else {
+        let Some(geometry) = ConvGeometry::of_backward(&x, &weight, &output_grad, &options) else {
             // Half precision and shapes this kernel does not cover: Burn's lowering.
             return Flex::conv2d_weight_backward(x, weight, output_grad, options);
         };
         let [x, output_grad] = [&x, &output_grad].map(FlexTensor::to_contiguous);
         let grad = geometry.weight_grad(f32s(&x), f32s(&output_grad));
         tensor(grad, weight.shape())
+    }
+
+    fn native_conv2d_x_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        let geometry = ConvGeometry::of_backward(&x, &weight, &output_grad, &options)
+            .filter(ConvGeometry::input_grad_pays);
+        let grad = geometry.and_then(|geometry| {
+            let [weight, output_grad] = [&weight, &output_grad].map(FlexTensor::to_contiguous);
+            geometry.input_grad(f32s(&weight), f32s(&output_grad))
+        });
+        match grad {
+            Some(grad) => tensor(grad, x.shape()),
+            // Few input channels, strides, dilation, groups, half precision: flex's
+            // transposed convolution.
+            None => Flex::conv2d_x_backward(x, weight, output_grad, options),
+        }
     }
 }
 
@@ -117,18 +134,39 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`, `dst` row-major; on the
-/// calling thread, or on all of rayon's when `parallel`.
-fn gemm_into(dst: &mut [f32], accumulate: bool, lhs: Matrix, rhs: Matrix, parallel: bool) {
+/// The fewest input channels for which the backward step computes the input gradient
+/// as a forward convolution ([`ConvGeometry::input_grad`]): that product reuses each packed im2col block once
+/// per input channel, and with fewer (AlexNet's 5 × 5 layer has 96) packing the
+/// `C_out · k²`-row im2col matrix costs more than flex's transposed convolution saves
+/// (Zen 5: 93–115 ms against flex's 80 there, 23–35 against 29–48 on the 3 × 3 layers
+/// with 256 and 384; docs/benchmarks.md).
+const FLIPPED_MIN_CHANNELS_IN: usize = 256;
+
+/// How a matrix product's destination lies in its slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Element `(i, j)` of an `m × n` matrix at `i · n + j`.
+    RowMajor,
+    /// Element `(i, j)` of an `m × n` matrix at `i + j · m`.
+    ColumnMajor,
+}
+
+/// `dst += lhs · rhs`, `dst` laid out as `layout` says; on the calling thread, or on all
+/// of rayon's when `parallel`.
+fn gemm_add(dst: &mut [f32], layout: Layout, lhs: Matrix, rhs: Matrix, parallel: bool) {
     let (m, n, k) = (lhs.rows, rhs.columns, lhs.columns);
+    let (dst_column_stride, dst_row_stride) = match layout {
+        Layout::RowMajor => (1, n),
+        Layout::ColumnMajor => (m, 1),
+    };
     assert!(rhs.rows == k && dst.len() == m * n && lhs.in_bounds() && rhs.in_bounds());
     let parallelism = if parallel {
         gemm::Parallelism::Rayon(0)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the assertion above checks that `dst` holds exactly the m × n row-major
-    // result and that every element `lhs` (m × k) and `rhs` (k × n) address lies inside
+    // SAFETY: the assertion above checks that `dst` holds exactly the m × n result (in
+    // either layout) and that every element `lhs` (m × k) and `rhs` (k × n) address lies inside
     // their slices; `dst` is borrowed mutably, so it overlaps neither.
     unsafe {
         gemm::gemm(
@@ -136,9 +174,9 @@ fn gemm_into(dst: &mut [f32], accumulate: bool, lhs: Matrix, rhs: Matrix, parall
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
+            dst_column_stride as isize,
+            dst_row_stride as isize,
+            true,
             lhs.data.as_ptr(),
             lhs.column_stride as isize,
             lhs.row_stride as isize,
@@ -199,6 +237,22 @@ impl ConvGeometry {
         };
         geometry.output = [geometry.output_side(0)?, geometry.output_side(1)?];
         fits.then_some(geometry)
+    }
+
+    /// The geometry of a backward step of `conv2d(x, weight)` with `options` for
+    /// `output_grad`, or `None` when the shapes do not fit together or a tensor is not
+    /// f32.
+    fn of_backward(
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        output_grad: &FlexTensor,
+        options: &ConvOptions<2>,
+    ) -> Option<Self> {
+        Self::of(x, weight, options).filter(|g| {
+            let [output_h, output_w] = g.output;
+            output_grad.shape().as_slice() == [g.batch, g.channels_out, output_h, output_w]
+                && [x.dtype(), weight.dtype(), output_grad.dtype()] == [DType::F32; 3]
+        })
     }
 
     /// The output's side along `axis` that the input, kernel and options give.
@@ -267,9 +321,9 @@ impl ConvGeometry {
                         row.fill(b);
                     }
                     let weight = &weight[channels.start * rows..channels.end * rows];
-                    gemm_into(
+                    gemm_add(
                         output,
-                        true,
+                        Layout::RowMajor,
                         Matrix::row_major(weight, self.group_out(), rows),
                         Matrix::row_major(&col, rows, positions),
                         parallel_gemm,
@@ -284,6 +338,11 @@ impl ConvGeometry {
     /// the contiguous input `x` and output gradient: per image and group,
     /// `grad += dY · col(x)ᵀ`. Each rayon task sums its images into its own buffer, and
     /// the buffers are added at the end.
+    ///
+    /// The buffers hold each group's gradient transposed (`[rows, channels]`), written
+    /// column-major by gemm, and are transposed once at the end: gemm then packs the small
+    /// `dY` rather than the large `col(x)` across its rows (on Zen 5, 68–74 ms against
+    /// 85–102 for the 5 × 5 layer at batch 32, docs/benchmarks.md).
     pub(crate) fn weight_grad(&self, x: &[f32], output_grad: &[f32]) -> Vec<f32> {
         let (rows, positions) = (self.col_rows(), self.output_positions());
         let size = self.channels_out * rows;
@@ -291,40 +350,97 @@ impl ConvGeometry {
         let (image_in, image_out) = (self.image_in(), self.image_out());
         let group_in_len = self.group_in() * self.input[0] * self.input[1];
         let group_out_len = self.group_out() * positions;
+        let group_grad_len = self.group_out() * rows;
         let partial_sums = (0..self.batch.div_ceil(per_task))
             .into_par_iter()
             .map(|task| {
-                let mut grad = vec![0.0f32; size];
+                let mut grad_t = vec![0.0f32; size];
                 let mut col = vec![0.0f32; rows * positions];
                 let images = task * per_task..((task + 1) * per_task).min(self.batch);
                 for image in images {
                     let x = &x[image * image_in..(image + 1) * image_in];
                     let output_grad = &output_grad[image * image_out..(image + 1) * image_out];
-                    let groups = grad.chunks_mut(self.group_out() * rows);
-                    for (group, grad) in groups.enumerate() {
+                    for (group, grad_t) in grad_t.chunks_mut(group_grad_len).enumerate() {
                         self.im2col(
                             &x[group * group_in_len..(group + 1) * group_in_len],
                             &mut col,
                         );
                         let output_grad =
                             &output_grad[group * group_out_len..(group + 1) * group_out_len];
-                        gemm_into(
-                            grad,
-                            true,
+                        gemm_add(
+                            grad_t,
+                            Layout::ColumnMajor,
                             Matrix::row_major(output_grad, self.group_out(), positions),
                             Matrix::row_major(&col, rows, positions).transposed(),
                             parallel_gemm,
                         );
                     }
                 }
-                grad
+                grad_t
             });
-        partial_sums
+        let grad_t = partial_sums
             .reduce_with(|mut total, part| {
                 total.iter_mut().zip(&part).for_each(|(t, p)| *t += p);
                 total
             })
-            .unwrap_or_else(|| vec![0.0; size])
+            .unwrap_or_else(|| vec![0.0; size]);
+        let mut grad = vec![0.0f32; size];
+        let groups = grad
+            .chunks_mut(group_grad_len)
+            .zip(grad_t.chunks(group_grad_len));
+        for (grad, grad_t) in groups {
+            for (channel, grad) in grad.chunks_mut(rows).enumerate() {
+                let column = grad_t[channel..].iter().step_by(self.group_out());
+                grad.iter_mut().zip(column).for_each(|(g, t)| *g = *t);
+            }
+        }
+        grad
+    }
+
+    /// Whether [`Self::input_grad`] is faster than flex's transposed convolution for
+    /// this geometry (where it applies at all).
+    fn input_grad_pays(&self) -> bool {
+        self.channels_in >= FLIPPED_MIN_CHANNELS_IN
+    }
+
+    /// The input gradient of the contiguous weight and output gradient for a stride-1,
+    /// undilated, ungrouped convolution with padding below its kernel, `None` for any
+    /// other: the forward convolution ([`Self::forward`]) of the output gradient with the
+    /// kernel flipped in space and its channel axes swapped, padded by
+    /// `kernel − 1 − padding`.
+    pub(crate) fn input_grad(&self, weight: &[f32], output_grad: &[f32]) -> Option<Vec<f32>> {
+        let [kernel_h, kernel_w] = self.kernel;
+        let padding = [
+            kernel_h.checked_sub(1 + self.padding[0])?,
+            kernel_w.checked_sub(1 + self.padding[1])?,
+        ];
+        let plain = self.stride == [1, 1] && self.dilation == [1, 1] && self.groups == 1;
+        if !plain {
+            return None;
+        }
+        let flipped_geometry = Self {
+            channels_in: self.channels_out,
+            input: self.output,
+            channels_out: self.channels_in,
+            output: self.input,
+            padding,
+            ..*self
+        };
+        let kernel_len = kernel_h * kernel_w;
+        let mut flipped = vec![0.0f32; weight.len()];
+        let filters = weight.chunks_exact(self.channels_in * kernel_len);
+        for (channel_out, filters) in filters.enumerate() {
+            for (channel_in, filter) in filters.chunks_exact(kernel_len).enumerate() {
+                let at = (channel_in * self.channels_out + channel_out) * kernel_len;
+                let target = &mut flipped[at..at + kernel_len];
+                target
+                    .iter_mut()
+                    .zip(filter.iter().rev())
+                    .for_each(|(t, w)| *t = *w);
+            }
+        }
+        let zero_bias = vec![0.0f32; self.channels_in];
+        Some(flipped_geometry.forward(output_grad, &flipped, &zero_bias))
     }
 
     /// One group of one image's im2col matrix: row `(c, i, j)` holds, for every output
@@ -373,8 +489,9 @@ impl ConvGeometry {
     }
 }
 
-/// Burn's backward step for [`NativeConv`] on flex: the input and bias gradients are
-/// flex's own, the weight gradient is [`ConvGeometry::weight_grad`].
+/// Burn's backward step for [`NativeConv`] on flex: the weight gradient is
+/// [`ConvGeometry::weight_grad`], the input gradient [`ConvGeometry::input_grad`] where
+/// it pays and flex's own elsewhere, the bias gradient flex's own.
 #[derive(Debug)]
 struct FlexConvBackward;
 
@@ -405,8 +522,12 @@ impl Backward<Flex, 3> for FlexConvBackward {
             options,
         } = ops.state;
         if let Some(node) = node_x {
-            let x_grad =
-                Flex::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+            let x_grad = Flex::native_conv2d_x_backward(
+                x.clone(),
+                weight.clone(),
+                grad.clone(),
+                options.clone(),
+            );
             grads.register::<Flex>(node.id, x_grad);
         }
         if let Some(node) = node_weight {
@@ -456,6 +577,21 @@ impl<C: CheckpointStrategy> NativeConv for Autodiff<Flex, C> {
     ) -> FloatTensor<Self> {
         let [x, weight, output_grad] = [x, weight, output_grad].map(|input| input.into_primitive());
         Self::from_inner(Flex::native_conv2d_weight_backward(
+            x,
+            weight,
+            output_grad,
+            options,
+        ))
+    }
+
+    fn native_conv2d_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        let [x, weight, output_grad] = [x, weight, output_grad].map(|input| input.into_primitive());
+        Self::from_inner(Flex::native_conv2d_x_backward(
             x,
             weight,
             output_grad,
@@ -555,6 +691,8 @@ mod tests {
             (5, 6, 4, [7, 7], [5, 5], [1, 1], [2, 2], [1, 1], 2),
             (4, 2, 2, [5, 6], [1, 1], [2, 2], [0, 0], [1, 1], 1),
             (2, 1, 3, [4, 4], [3, 3], [3, 3], [3, 3], [1, 1], 1),
+            (3, 5, 7, [8, 6], [5, 3], [1, 1], [2, 0], [1, 1], 1),
+            (2, 4, 3, [6, 7], [2, 2], [1, 1], [1, 1], [1, 1], 1),
         ];
         cases
             .into_iter()
@@ -609,6 +747,36 @@ mod tests {
             let expected = reference_forward(&g, &x, &w, &bias);
             assert_close(&g.forward(&x, &w, &bias), &expected, &format!("{g:?}"));
         }
+    }
+
+    /// The input gradient by its definition: `dx[i] = Σ w[k] · dy[o]`, in f64.
+    fn reference_input_grad(g: &ConvGeometry, w: &[f32], dy: &[f32]) -> Vec<f32> {
+        let mut grad = vec![0.0f64; g.batch * g.image_in()];
+        for [xi, wi, yi] in multiply_adds(g) {
+            grad[xi] += f64::from(w[wi]) * f64::from(dy[yi]);
+        }
+        grad.into_iter().map(|v| v as f32).collect()
+    }
+
+    #[test]
+    fn input_grad_matches_the_definition_where_it_applies() {
+        let mut covered = 0;
+        for (seed, g) in geometries().into_iter().enumerate() {
+            let seed = seed as u64;
+            let w = values(g.channels_out * g.col_rows(), seed + 10);
+            let dy = values(g.batch * g.image_out(), seed + 100);
+            let applies = g.stride == [1, 1] && g.dilation == [1, 1] && g.groups == 1;
+            match g.input_grad(&w, &dy) {
+                Some(grad) => {
+                    assert!(applies, "{g:?}: a gradient where none applies");
+                    let expected = reference_input_grad(&g, &w, &dy);
+                    assert_close(&grad, &expected, &format!("{g:?}"));
+                    covered += 1;
+                }
+                None => assert!(!applies, "{g:?}: no gradient"),
+            }
+        }
+        assert!(covered >= 3, "{covered} geometries with an input gradient");
     }
 
     #[test]

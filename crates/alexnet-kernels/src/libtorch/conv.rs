@@ -64,6 +64,17 @@ impl NativeConv for LibTorch {
             Err(error) => panic!("libtorch's backward pass failed: {error}"),
         }
     }
+
+    fn native_conv2d_x_backward(
+        x: TchTensor,
+        weight: TchTensor,
+        output_grad: TchTensor,
+        options: ConvOptions<2>,
+    ) -> TchTensor {
+        // Burn's lowering on libtorch is libtorch's transposed convolution; the step
+        // itself takes its input gradient from libtorch's autograd.
+        LibTorch::conv2d_x_backward(x, weight, output_grad, options)
+    }
 }
 
 impl<C: CheckpointStrategy> NativeConv for Autodiff<LibTorch, C> {
@@ -86,6 +97,20 @@ impl<C: CheckpointStrategy> NativeConv for Autodiff<LibTorch, C> {
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
         Self::from_inner(LibTorch::native_conv2d_weight_backward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            output_grad.into_primitive(),
+            options,
+        ))
+    }
+
+    fn native_conv2d_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        Self::from_inner(LibTorch::native_conv2d_x_backward(
             x.into_primitive(),
             weight.into_primitive(),
             output_grad.into_primitive(),
