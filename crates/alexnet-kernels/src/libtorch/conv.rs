@@ -8,7 +8,7 @@ use crate::NativeConv;
 use burn::{
     backend::{
         Autodiff, AutodiffBackend, LibTorch, autodiff::checkpoint::strategy::CheckpointStrategy,
-        libtorch::TchTensor, tensor::FloatTensor,
+        libtorch::TchTensor, ops::ModuleOps, tensor::FloatTensor,
     },
     tensor::ops::ConvOptions,
 };
