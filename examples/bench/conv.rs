@@ -1,5 +1,5 @@
-//! `bench conv`: the post's five convolutions alone, Burn's weight gradient against the
-//! native one, each pass also in GFLOP/s.
+//! `bench conv`: the post's five convolutions alone, Burn's weight and input gradients
+//! against the native ones, each pass also in GFLOP/s.
 
 use std::time::Instant;
 

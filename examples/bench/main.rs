@@ -81,8 +81,9 @@ enum Command {
     /// An evaluation-mode forward pass of the post's model.
     Infer(ModelArgs),
     /// The post's five convolutions alone: forward, Burn's weight-gradient lowering
-    /// (`conv2d_weight_backward`) and, where the device has one, the native weight
-    /// gradient (alexnet_kernels); compare with docs/repro/conv_weight_grad.py.
+    /// (`conv2d_weight_backward`), the backend's input gradient and, where the device has
+    /// them, the native weight and input gradients (alexnet_kernels); compare with
+    /// docs/repro/conv_weight_grad.py.
     Conv(ConvArgs),
     /// Square matrix products in GFLOP/s (not images/s): the machine's peak, for the
     /// step's FLOPs; compare with docs/repro/matmul_peak.py.

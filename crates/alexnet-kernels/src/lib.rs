@@ -69,8 +69,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub enum NativeBackend {
     /// libtorch: convolutions and BatchNorm in libtorch's autograd, SGD in place.
     LibTorch,
-    /// flex: the convolution's forward pass and weight gradient as one im2col matrix
-    /// product per image, BatchNorm in fused passes, max pooling with 32-bit indices.
+    /// flex: the convolution's forward pass and weight gradient (and the wide layers'
+    /// input gradient) as one im2col matrix product per image, BatchNorm in fused
+    /// passes, max pooling with 32-bit indices.
     Flex,
 }
 
