@@ -3,8 +3,26 @@
 // burn-tch is deprecated in favour of CubeCL; it is the libtorch backend we support.
 #![allow(deprecated)]
 
-use burn::backend::{Backend, backend_extension, tensor::FloatTensor};
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, autodiff::checkpoint::strategy::CheckpointStrategy,
+    backend_extension, tensor::FloatTensor,
+};
 use burn::tensor::ops::ConvOptions;
+
+/// A convolution's gradient on backend `B`, of `(x, weight, output_grad)`.
+pub(crate) type ConvGradient<B> =
+    fn(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, ConvOptions<2>) -> FloatTensor<B>;
+
+/// `gradient` computed on the inner backend of an autodiff one, and not recorded: how
+/// the autodiff backends answer [`NativeConv`]'s gradient methods.
+pub(crate) fn untracked_conv_gradient<B: Backend, C: CheckpointStrategy>(
+    [x, weight, output_grad]: [FloatTensor<Autodiff<B, C>>; 3],
+    options: ConvOptions<2>,
+    gradient: ConvGradient<B>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let [x, weight, output_grad] = [x, weight, output_grad].map(|input| input.into_primitive());
+    Autodiff::<B, C>::from_inner(gradient(x, weight, output_grad, options))
+}
 
 /// A 2-D convolution with a bias, differentiated by the backend's own backward kernel.
 #[backend_extension(LibTorch: cfg(feature = "tch"), Flex: cfg(feature = "flex"), Autodiff)]

@@ -142,14 +142,8 @@ pub fn conv2d_weight_backward(
 ) -> Tensor<4> {
     #[cfg(any(feature = "flex", feature = "tch"))]
     if !options.is_asymmetric() && backend(&x.device()).is_some() {
-        return Tensor::from_dispatch(
-            <burn::backend::Dispatch as NativeConv>::native_conv2d_weight_backward(
-                x.into_dispatch(),
-                weight.into_dispatch(),
-                output_grad.into_dispatch(),
-                options,
-            ),
-        );
+        let gradient = <burn::backend::Dispatch as NativeConv>::native_conv2d_weight_backward;
+        return conv_gradient(x, weight, output_grad, options, gradient);
     }
     burn::tensor::module::conv2d_weight_backward(x, weight, output_grad, options)
 }
@@ -157,31 +151,42 @@ pub fn conv2d_weight_backward(
 /// The input gradient of `conv2d(x, weight)` for `output_grad`, as the backend's
 /// `ModuleOps::conv2d_x_backward`; with symmetric padding on a device with native
 /// operations, the one [`conv2d`]'s backward pass computes there.
+#[cfg(any(feature = "flex", feature = "tch"))]
 pub fn conv2d_x_backward(
     x: Tensor<4>,
     weight: Tensor<4>,
     output_grad: Tensor<4>,
     options: ConvOptions<2>,
 ) -> Tensor<4> {
-    #[cfg(any(feature = "flex", feature = "tch"))]
-    if !options.is_asymmetric() && backend(&x.device()).is_some() {
-        return Tensor::from_dispatch(
-            <burn::backend::Dispatch as NativeConv>::native_conv2d_x_backward(
-                x.into_dispatch(),
-                weight.into_dispatch(),
-                output_grad.into_dispatch(),
-                options,
-            ),
-        );
-    }
-    Tensor::from_dispatch(<burn::backend::Dispatch as burn::backend::ops::ModuleOps<
-        _,
-    >>::conv2d_x_backward(
-        x.into_dispatch(),
-        weight.into_dispatch(),
-        output_grad.into_dispatch(),
-        options,
-    ))
+    use burn::backend::{Dispatch, ops::ModuleOps};
+    let gradient: ConvGradient = if !options.is_asymmetric() && backend(&x.device()).is_some() {
+        <Dispatch as NativeConv>::native_conv2d_x_backward
+    } else {
+        <Dispatch as ModuleOps<Dispatch>>::conv2d_x_backward
+    };
+    conv_gradient(x, weight, output_grad, options, gradient)
+}
+
+/// A convolution's gradient on the dispatch backend, of `(x, weight, output_grad)`.
+#[cfg(any(feature = "flex", feature = "tch"))]
+type ConvGradient = fn(
+    burn::backend::tensor::FloatTensor<burn::backend::Dispatch>,
+    burn::backend::tensor::FloatTensor<burn::backend::Dispatch>,
+    burn::backend::tensor::FloatTensor<burn::backend::Dispatch>,
+    ConvOptions<2>,
+) -> burn::backend::tensor::FloatTensor<burn::backend::Dispatch>;
+
+/// `gradient` of the tensors' dispatch primitives.
+#[cfg(any(feature = "flex", feature = "tch"))]
+fn conv_gradient(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    output_grad: Tensor<4>,
+    options: ConvOptions<2>,
+    gradient: ConvGradient,
+) -> Tensor<4> {
+    let [x, weight, output_grad] = [x, weight, output_grad].map(Tensor::into_dispatch);
+    Tensor::from_dispatch(gradient(x, weight, output_grad, options))
 }
 
 /// `norm.forward(x)`; in training on an autodiff device with native operations

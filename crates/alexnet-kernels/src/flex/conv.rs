@@ -17,10 +17,10 @@
 //! products, over strides, padding, dilation and groups.
 
 use super::{f32s, tensor};
-use crate::NativeConv;
+use crate::{NativeConv, extension::untracked_conv_gradient};
 use burn::{
     backend::{
-        Autodiff, AutodiffBackend, Flex, TensorMetadata,
+        Autodiff, Flex, TensorMetadata,
         autodiff::{
             checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
             grads::Gradients,
@@ -575,13 +575,8 @@ impl<C: CheckpointStrategy> NativeConv for Autodiff<Flex, C> {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let [x, weight, output_grad] = [x, weight, output_grad].map(|input| input.into_primitive());
-        Self::from_inner(Flex::native_conv2d_weight_backward(
-            x,
-            weight,
-            output_grad,
-            options,
-        ))
+        let gradient = Flex::native_conv2d_weight_backward;
+        untracked_conv_gradient::<Flex, C>([x, weight, output_grad], options, gradient)
     }
 
     fn native_conv2d_x_backward(
@@ -590,13 +585,8 @@ impl<C: CheckpointStrategy> NativeConv for Autodiff<Flex, C> {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        let [x, weight, output_grad] = [x, weight, output_grad].map(|input| input.into_primitive());
-        Self::from_inner(Flex::native_conv2d_x_backward(
-            x,
-            weight,
-            output_grad,
-            options,
-        ))
+        let gradient = Flex::native_conv2d_x_backward;
+        untracked_conv_gradient::<Flex, C>([x, weight, output_grad], options, gradient)
     }
 }
 

@@ -4,10 +4,10 @@
 #![allow(deprecated)] // burn-tch is deprecated in favour of CubeCL; see the module above.
 
 use super::record;
-use crate::NativeConv;
+use crate::{NativeConv, extension::untracked_conv_gradient};
 use burn::{
     backend::{
-        Autodiff, AutodiffBackend, LibTorch, autodiff::checkpoint::strategy::CheckpointStrategy,
+        Autodiff, LibTorch, autodiff::checkpoint::strategy::CheckpointStrategy,
         libtorch::TchTensor, ops::ModuleOps, tensor::FloatTensor,
     },
     tensor::ops::ConvOptions,
@@ -96,12 +96,8 @@ impl<C: CheckpointStrategy> NativeConv for Autodiff<LibTorch, C> {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        Self::from_inner(LibTorch::native_conv2d_weight_backward(
-            x.into_primitive(),
-            weight.into_primitive(),
-            output_grad.into_primitive(),
-            options,
-        ))
+        let gradient = LibTorch::native_conv2d_weight_backward;
+        untracked_conv_gradient::<LibTorch, C>([x, weight, output_grad], options, gradient)
     }
 
     fn native_conv2d_x_backward(
@@ -110,11 +106,7 @@ impl<C: CheckpointStrategy> NativeConv for Autodiff<LibTorch, C> {
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        Self::from_inner(LibTorch::native_conv2d_x_backward(
-            x.into_primitive(),
-            weight.into_primitive(),
-            output_grad.into_primitive(),
-            options,
-        ))
+        let gradient = LibTorch::native_conv2d_x_backward;
+        untracked_conv_gradient::<LibTorch, C>([x, weight, output_grad], options, gradient)
     }
 }
