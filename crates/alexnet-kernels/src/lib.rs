@@ -20,8 +20,9 @@
 //! - on flex the convolution's forward pass and weight gradient are computed as
 //!   PyTorch's CPU kernels do, one im2col matrix product per image (and the input
 //!   gradient of wide stride-1 layers as that forward product with the flipped kernel;
-//!   the other input gradients and the bias gradient are flex's own), BatchNorm reads its statistics straight from the
-//!   `[N, C, ...]` layout and applies them in one fused pass each way, max pooling
+//!   the other input gradients and the bias gradient are flex's own), BatchNorm reads
+//!   its statistics straight from the `[N, C, ...]` layout and applies them in one
+//!   fused pass each way, max pooling
 //!   works out its windows' bounds once per call and keeps 32-bit indices, and dropout
 //!   ([`NativeDropout`]) is one pass each way with a mask recomputed from a seed.
 //!

@@ -135,11 +135,11 @@ impl<'a> Matrix<'a> {
 }
 
 /// The fewest input channels for which the backward step computes the input gradient
-/// as a forward convolution ([`ConvGeometry::input_grad`]): that product reuses each packed im2col block once
-/// per input channel, and with fewer (AlexNet's 5 × 5 layer has 96) packing the
-/// `C_out · k²`-row im2col matrix costs more than flex's transposed convolution saves
-/// (Zen 5: 93–115 ms against flex's 80 there, 23–35 against 29–48 on the 3 × 3 layers
-/// with 256 and 384; docs/benchmarks.md).
+/// as a forward convolution ([`ConvGeometry::input_grad`]). That product reuses each
+/// packed im2col block once per input channel; with fewer (AlexNet's 5 × 5 layer has
+/// 96), packing the `C_out · k²`-row im2col matrix costs more than flex's transposed
+/// convolution takes (Zen 5: 93–115 ms against flex's 80–86 there, 23–37 against 29–48
+/// on the 3 × 3 layers with 256 and 384; docs/benchmarks.md).
 const FLIPPED_MIN_CHANNELS_IN: usize = 256;
 
 /// How a matrix product's destination lies in its slice.
@@ -166,8 +166,8 @@ fn gemm_add(dst: &mut [f32], layout: Layout, lhs: Matrix, rhs: Matrix, parallel:
         gemm::Parallelism::None
     };
     // SAFETY: the assertion above checks that `dst` holds exactly the m × n result (in
-    // either layout) and that every element `lhs` (m × k) and `rhs` (k × n) address lies inside
-    // their slices; `dst` is borrowed mutably, so it overlaps neither.
+    // either layout) and that every element `lhs` (m × k) and `rhs` (k × n) address lies
+    // inside their slices; `dst` is borrowed mutably, so it overlaps neither.
     unsafe {
         gemm::gemm(
             m,
@@ -341,8 +341,8 @@ impl ConvGeometry {
     ///
     /// The buffers hold each group's gradient transposed (`[rows, channels]`), written
     /// column-major by gemm, and are transposed once at the end: gemm then packs the small
-    /// `dY` rather than the large `col(x)` across its rows (on Zen 5, 68–74 ms against
-    /// 85–102 for the 5 × 5 layer at batch 32, docs/benchmarks.md).
+    /// `dY` rather than the large `col(x)` across its rows (on Zen 5, 68–82 ms against
+    /// 85–109 for the 5 × 5 layer at batch 32, docs/benchmarks.md).
     pub(crate) fn weight_grad(&self, x: &[f32], output_grad: &[f32]) -> Vec<f32> {
         let (rows, positions) = (self.col_rows(), self.output_positions());
         let size = self.channels_out * rows;
