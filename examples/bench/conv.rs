@@ -76,15 +76,11 @@ pub fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
         burn_total += burn_ms;
         // Burn's input gradient is this transposed convolution (the stride-1 layers
         // need no output padding; the first layer's input gradient is never needed).
-        let input_ms = median_ms(&|| {
+        let burn_input_grad = || {
             let options = ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1);
-            first(conv_transpose2d(
-                output_grad.clone(),
-                weight.clone(),
-                None,
-                options,
-            ))
-        });
+            conv_transpose2d(output_grad.clone(), weight.clone(), None, options)
+        };
+        let input_ms = median_ms(&|| first(burn_input_grad()));
         eprintln!(
             "# conv {cin}->{cout} k{k} s{stride} ({gflop:.1} GFLOP a pass), Burn's: forward {forward:.0} ms ({:.0} GFLOP/s), input gradient {input_ms:.0} ms ({:.0} GFLOP/s), weight gradient {burn_ms:.0} ms ({:.0} GFLOP/s)",
             rate(forward),
@@ -126,17 +122,9 @@ pub fn bench_conv(args: ConvArgs, reps: usize) -> Result<()> {
                 )
             };
             let native_input_ms = median_ms(&|| first(native_input()));
-            let transposed = conv_transpose2d(
-                output_grad.clone(),
-                weight.clone(),
-                None,
-                ConvTransposeOptions::new([stride; 2], [padding; 2], [0, 0], [1, 1], 1),
-            );
-            let input_scale = transposed.clone().abs().max().into_scalar::<f32>();
-            let input_error = (native_input() - transposed)
-                .abs()
-                .max()
-                .into_scalar::<f32>();
+            let expected = burn_input_grad();
+            let input_scale = expected.clone().abs().max().into_scalar::<f32>();
+            let input_error = (native_input() - expected).abs().max().into_scalar::<f32>();
             eprintln!(
                 "#   native: forward (with bias) {native_forward:.0} ms ({:.0} GFLOP/s), weight gradient {native_ms:.0} ms ({:.0} GFLOP/s; relative difference to Burn's {:.1e}), input gradient {native_input_ms:.0} ms ({:.0} GFLOP/s; {:.1e})",
                 rate(native_forward),

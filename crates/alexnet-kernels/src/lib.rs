@@ -120,7 +120,7 @@ pub fn conv2d(
 ) -> Tensor<4> {
     match bias {
         #[cfg(any(feature = "flex", feature = "tch"))]
-        Some(bias) if !options.is_asymmetric() && backend(&x.device()).is_some() => {
+        Some(bias) if native_conv_serves(&x, &options) => {
             Tensor::from_dispatch(<burn::backend::Dispatch as NativeConv>::native_conv2d(
                 x.into_dispatch(),
                 weight.into_dispatch(),
@@ -142,7 +142,7 @@ pub fn conv2d_weight_backward(
     options: ConvOptions<2>,
 ) -> Tensor<4> {
     #[cfg(any(feature = "flex", feature = "tch"))]
-    if !options.is_asymmetric() && backend(&x.device()).is_some() {
+    if native_conv_serves(&x, &options) {
         let gradient = <burn::backend::Dispatch as NativeConv>::native_conv2d_weight_backward;
         return conv_gradient(x, weight, output_grad, options, gradient);
     }
@@ -160,12 +160,19 @@ pub fn conv2d_x_backward(
     options: ConvOptions<2>,
 ) -> Tensor<4> {
     use burn::backend::{Dispatch, ops::ModuleOps};
-    let gradient: ConvGradient = if !options.is_asymmetric() && backend(&x.device()).is_some() {
+    let gradient: ConvGradient = if native_conv_serves(&x, &options) {
         <Dispatch as NativeConv>::native_conv2d_x_backward
     } else {
         <Dispatch as ModuleOps<Dispatch>>::conv2d_x_backward
     };
     conv_gradient(x, weight, output_grad, options, gradient)
+}
+
+/// Whether [`NativeConv`] computes a convolution of `x` with `options` (and its
+/// gradients): symmetric padding, on a device with native operations.
+#[cfg(any(feature = "flex", feature = "tch"))]
+fn native_conv_serves(x: &Tensor<4>, options: &ConvOptions<2>) -> bool {
+    !options.is_asymmetric() && backend(&x.device()).is_some()
 }
 
 /// A convolution's gradient on the dispatch backend, of `(x, weight, output_grad)`.
