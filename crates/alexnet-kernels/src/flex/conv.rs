@@ -11,12 +11,13 @@
 //! `Y_n = W · col(x_n)`, which lands directly in the NCHW output (flex's own converts
 //! the input to NHWC and the output back). The input gradient of the wide stride-1
 //! layers is that forward product again, of the output gradient with the flipped kernel
-//! ([`ConvGeometry::input_grad`]).
+//! ([`ConvGeometry::input_grad`]). On CPUs with AVX2 but without AVX-512, the forward
+//! product is the indirect one of `indirect.rs`, which writes no im2col matrix.
 //!
 //! Over 600 lines: a third is unit tests against a direct definition of the three
 //! products, over strides, padding, dilation and groups.
 
-use super::{f32s, tensor};
+use super::{f32s, indirect, tensor};
 use crate::{NativeConv, extension::untracked_conv_gradient};
 use burn::{
     backend::{
@@ -263,28 +264,28 @@ impl ConvGeometry {
         (stride > 0 && padded >= reach).then(|| (padded - reach) / stride + 1)
     }
 
-    fn group_in(&self) -> usize {
+    pub(super) fn group_in(&self) -> usize {
         self.channels_in / self.groups
     }
 
-    fn group_out(&self) -> usize {
+    pub(super) fn group_out(&self) -> usize {
         self.channels_out / self.groups
     }
 
     /// Rows of one group's im2col matrix: its input channels × the kernel's positions.
-    fn col_rows(&self) -> usize {
+    pub(super) fn col_rows(&self) -> usize {
         self.group_in() * self.kernel[0] * self.kernel[1]
     }
 
-    fn output_positions(&self) -> usize {
+    pub(super) fn output_positions(&self) -> usize {
         self.output[0] * self.output[1]
     }
 
-    fn image_in(&self) -> usize {
+    pub(super) fn image_in(&self) -> usize {
         self.channels_in * self.input[0] * self.input[1]
     }
 
-    fn image_out(&self) -> usize {
+    pub(super) fn image_out(&self) -> usize {
         self.channels_out * self.output_positions()
     }
 
@@ -297,8 +298,14 @@ impl ConvGeometry {
 
     /// `conv2d(x, weight) + bias` of the contiguous input, weight and bias: per image
     /// and group, `out = W · col(x)` (the output already `[C_out, H_out · W_out]`, NCHW)
-    /// on top of the bias.
+    /// on top of the bias. On CPUs with AVX2 but not AVX-512, the indirect product
+    /// ([`Self::forward_indirect`]) instead.
     pub(crate) fn forward(&self, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+        if indirect::preferred()
+            && let Some(output) = self.forward_indirect(x, weight, bias)
+        {
+            return output;
+        }
         let (rows, positions) = (self.col_rows(), self.output_positions());
         let (per_task, parallel_gemm) = self.images_per_task();
         let mut output = vec![0.0f32; self.batch * self.image_out()];
@@ -398,9 +405,11 @@ impl ConvGeometry {
     }
 
     /// Whether [`Self::input_grad`] is faster than flex's transposed convolution for
-    /// this geometry (where it applies at all).
+    /// this geometry (where it applies at all): always where the forward product is the
+    /// indirect one, which packs no im2col matrix (AVX2 kernels on Zen 5, 5 × 5 layer:
+    /// 126–127 ms against flex's 144–146, docs/benchmarks.md).
     fn input_grad_pays(&self) -> bool {
-        self.channels_in >= FLIPPED_MIN_CHANNELS_IN
+        indirect::preferred() || self.channels_in >= FLIPPED_MIN_CHANNELS_IN
     }
 
     /// The input gradient of the contiguous weight and output gradient for a stride-1,
@@ -683,6 +692,8 @@ mod tests {
             (2, 1, 3, [4, 4], [3, 3], [3, 3], [3, 3], [1, 1], 1),
             (3, 5, 7, [8, 6], [5, 3], [1, 1], [2, 0], [1, 1], 1),
             (2, 4, 3, [6, 7], [2, 2], [1, 1], [1, 1], [1, 1], 1),
+            // More than one tile of channels (16) with a short last one, over groups.
+            (2, 6, 36, [7, 5], [3, 3], [1, 2], [1, 1], [1, 1], 2),
         ];
         cases
             .into_iter()
@@ -736,6 +747,25 @@ mod tests {
             let bias = values(g.channels_out, seed + 20);
             let expected = reference_forward(&g, &x, &w, &bias);
             assert_close(&g.forward(&x, &w, &bias), &expected, &format!("{g:?}"));
+        }
+    }
+
+    #[test]
+    fn indirect_forward_matches_the_definition() {
+        if !indirect::available() {
+            eprintln!("this CPU lacks AVX2 or FMA: the indirect product does not run here");
+            return;
+        }
+        for (seed, g) in geometries().into_iter().enumerate() {
+            let seed = seed as u64;
+            let x = values(g.batch * g.image_in(), seed);
+            let w = values(g.channels_out * g.col_rows(), seed + 10);
+            let bias = values(g.channels_out, seed + 20);
+            let expected = reference_forward(&g, &x, &w, &bias);
+            let actual = g
+                .forward_indirect(&x, &w, &bias)
+                .expect("AVX2 and FMA are here");
+            assert_close(&actual, &expected, &format!("indirect, {g:?}"));
         }
     }
 
