@@ -6,7 +6,8 @@
 //! AVX-512 instruction with SIGILL), so the test runs its own matrix products again under
 //! `valgrind --tool=none`. A build that assumed AVX-512 at compile time (`-C
 //! target-feature=+avx512f`) fails it. Without valgrind the test says so and passes,
-//! unless `ALEXNET_REQUIRE_VALGRIND` is set (as CI does).
+//! unless `ALEXNET_REQUIRE_VALGRIND` is set (as CI does). On that CPU the native
+//! convolution runs alexnet-kernels' own AVX2 micro-kernel, chosen at run time too.
 
 #![cfg(all(feature = "flex", target_arch = "x86_64"))]
 
@@ -88,8 +89,10 @@ fn reference_conv(
     out
 }
 
-/// flex's matrix product (Burn's, through gemm) and the native convolution (gemm called
-/// by alexnet-kernels) agree with plain loops on this CPU, whichever kernels gemm chose.
+/// flex's matrix product (Burn's, through gemm) and the native convolution agree with
+/// plain loops on this CPU, whichever kernels gemm chose. The convolution is gemm's
+/// im2col product where the CPU has AVX-512, and our AVX2 indirect product where it has
+/// not (valgrind's CPU).
 #[test]
 fn flex_matrix_products_are_right_on_this_cpu() {
     let device = Device::flex();
