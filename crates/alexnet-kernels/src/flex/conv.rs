@@ -77,16 +77,15 @@ impl NativeConv for Flex {
         output_grad: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let geometry = ConvGeometry::of_backward(&x, &weight, &output_grad, &options)
-            .filter(ConvGeometry::input_grad_pays);
+        let geometry = ConvGeometry::of_backward(&x, &weight, &output_grad, &options);
         let grad = geometry.and_then(|geometry| {
             let [weight, output_grad] = [&weight, &output_grad].map(FlexTensor::to_contiguous);
-            geometry.input_grad(f32s(&weight), f32s(&output_grad))
+            geometry.input_grad_native(f32s(&weight), f32s(&output_grad))
         });
         match grad {
             Some(grad) => tensor(grad, x.shape()),
-            // Few input channels, strides, dilation, groups, half precision: flex's
-            // transposed convolution.
+            // Half precision, and strided, dilated or grouped convolutions on CPUs
+            // without AVX-512: flex's transposed convolution.
             None => Flex::conv2d_x_backward(x, weight, output_grad, options),
         }
     }
@@ -95,7 +94,7 @@ impl NativeConv for Flex {
 /// A row-major view of a matrix in a slice: element `(i, j)` is at
 /// `i · row_stride + j · column_stride`.
 #[derive(Debug, Clone, Copy)]
-struct Matrix<'a> {
+pub(super) struct Matrix<'a> {
     data: &'a [f32],
     rows: usize,
     columns: usize,
@@ -105,7 +104,7 @@ struct Matrix<'a> {
 
 impl<'a> Matrix<'a> {
     /// A contiguous row-major `rows × columns` matrix.
-    fn row_major(data: &'a [f32], rows: usize, columns: usize) -> Self {
+    pub(super) fn row_major(data: &'a [f32], rows: usize, columns: usize) -> Self {
         Self {
             data,
             rows,
@@ -116,7 +115,7 @@ impl<'a> Matrix<'a> {
     }
 
     /// The transposed view of the same values.
-    fn transposed(self) -> Self {
+    pub(super) fn transposed(self) -> Self {
         Self {
             rows: self.columns,
             columns: self.rows,
@@ -145,7 +144,7 @@ const FLIPPED_MIN_CHANNELS_IN: usize = 256;
 
 /// How a matrix product's destination lies in its slice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
+pub(super) enum Layout {
     /// Element `(i, j)` of an `m × n` matrix at `i · n + j`.
     RowMajor,
     /// Element `(i, j)` of an `m × n` matrix at `i + j · m`.
@@ -154,7 +153,24 @@ enum Layout {
 
 /// `dst += lhs · rhs`, `dst` laid out as `layout` says; on the calling thread, or on all
 /// of rayon's when `parallel`.
-fn gemm_add(dst: &mut [f32], layout: Layout, lhs: Matrix, rhs: Matrix, parallel: bool) {
+pub(super) fn gemm_add(dst: &mut [f32], layout: Layout, lhs: Matrix, rhs: Matrix, parallel: bool) {
+    gemm_product(dst, layout, lhs, rhs, parallel, true);
+}
+
+/// `dst = lhs · rhs`, as [`gemm_add`] but without reading `dst` (no zeroing pass first).
+pub(super) fn gemm_set(dst: &mut [f32], layout: Layout, lhs: Matrix, rhs: Matrix, parallel: bool) {
+    gemm_product(dst, layout, lhs, rhs, parallel, false);
+}
+
+/// `dst = lhs · rhs`, plus `dst`'s own values when `read_dst`.
+fn gemm_product(
+    dst: &mut [f32],
+    layout: Layout,
+    lhs: Matrix,
+    rhs: Matrix,
+    parallel: bool,
+    read_dst: bool,
+) {
     let (m, n, k) = (lhs.rows, rhs.columns, lhs.columns);
     let (dst_column_stride, dst_row_stride) = match layout {
         Layout::RowMajor => (1, n),
@@ -177,7 +193,7 @@ fn gemm_add(dst: &mut [f32], layout: Layout, lhs: Matrix, rhs: Matrix, parallel:
             dst.as_mut_ptr(),
             dst_column_stride as isize,
             dst_row_stride as isize,
-            true,
+            read_dst,
             lhs.data.as_ptr(),
             lhs.column_stride as isize,
             lhs.row_stride as isize,
@@ -257,7 +273,7 @@ impl ConvGeometry {
     }
 
     /// The output's side along `axis` that the input, kernel and options give.
-    fn output_side(&self, axis: usize) -> Option<usize> {
+    pub(super) fn output_side(&self, axis: usize) -> Option<usize> {
         let padded = self.input[axis] + 2 * self.padding[axis];
         let reach = self.dilation[axis] * (self.kernel[axis].checked_sub(1)?) + 1;
         let stride = self.stride[axis];
@@ -291,7 +307,7 @@ impl ConvGeometry {
 
     /// Images per rayon task: one contiguous range per thread. With fewer images than
     /// threads, one task whose matrix products use all threads (`true`).
-    fn images_per_task(&self) -> (usize, bool) {
+    pub(super) fn images_per_task(&self) -> (usize, bool) {
         let threads = rayon::current_num_threads().max(1);
         (self.batch.div_ceil(threads).max(1), self.batch < threads)
     }
@@ -404,6 +420,25 @@ impl ConvGeometry {
         grad
     }
 
+    /// The input gradient of the contiguous weight and output gradient by the fastest of
+    /// our products for this geometry and CPU, `None` where flex's transposed convolution
+    /// is faster: the flipped forward product ([`Self::input_grad`]) where it applies and
+    /// pays, else `dcol = Wᵀ · dY` and col2im ([`Self::input_grad_col2im`]) except on CPUs
+    /// where the forward product is the indirect one (AVX2 without AVX-512), where
+    /// col2im was not measured faster than flex's (docs/benchmarks.md).
+    pub(crate) fn input_grad_native(
+        &self,
+        weight: &[f32],
+        output_grad: &[f32],
+    ) -> Option<Vec<f32>> {
+        if self.input_grad_pays()
+            && let Some(grad) = self.input_grad(weight, output_grad)
+        {
+            return Some(grad);
+        }
+        (!indirect::preferred()).then(|| self.input_grad_col2im(weight, output_grad))
+    }
+
     /// Whether [`Self::input_grad`] is faster than flex's transposed convolution for
     /// this geometry (where it applies at all): always where the forward product is the
     /// indirect one, which packs no im2col matrix (AVX2 kernels on Zen 5, 5 × 5 layer:
@@ -450,51 +485,6 @@ impl ConvGeometry {
         }
         let zero_bias = vec![0.0f32; self.channels_in];
         Some(flipped_geometry.forward(output_grad, &flipped, &zero_bias))
-    }
-
-    /// One group of one image's im2col matrix: row `(c, i, j)` holds, for every output
-    /// position, the input value under kernel position `(i, j)` of channel `c` (zero in the
-    /// padding).
-    fn im2col(&self, x: &[f32], col: &mut [f32]) {
-        let [height, width] = self.input;
-        let [output_h, output_w] = self.output;
-        let [kernel_h, kernel_w] = self.kernel;
-        let [stride_h, stride_w] = self.stride;
-        let [pad_h, pad_w] = self.padding;
-        let [dilation_h, dilation_w] = self.dilation;
-        let rows = col.chunks_exact_mut(output_h * output_w);
-        for (row, col_row) in rows.enumerate() {
-            let channel = row / (kernel_h * kernel_w);
-            let i = row / kernel_w % kernel_h;
-            let j = row % kernel_w;
-            let plane = &x[channel * height * width..(channel + 1) * height * width];
-            // The output columns whose input column lies inside the image.
-            let offset_w = j * dilation_w;
-            let first = pad_w.saturating_sub(offset_w).div_ceil(stride_w);
-            let last = (width + pad_w)
-                .checked_sub(offset_w + 1)
-                .map_or(0, |end| (end / stride_w + 1).min(output_w));
-            let first = first.min(last);
-            for (oh, out) in col_row.chunks_exact_mut(output_w).enumerate() {
-                let ih = (oh * stride_h + i * dilation_h).wrapping_sub(pad_h);
-                if ih >= height || first == last {
-                    out.fill(0.0);
-                    continue;
-                }
-                let line = &plane[ih * width..(ih + 1) * width];
-                out[..first].fill(0.0);
-                out[last..].fill(0.0);
-                let start = first * stride_w + offset_w - pad_w;
-                if stride_w == 1 {
-                    out[first..last].copy_from_slice(&line[start..start + last - first]);
-                } else {
-                    out[first..last]
-                        .iter_mut()
-                        .zip(line[start..].iter().step_by(stride_w))
-                        .for_each(|(o, v)| *o = *v);
-                }
-            }
-        }
     }
 }
 
@@ -778,18 +768,23 @@ mod tests {
             let seed = seed as u64;
             let w = values(g.channels_out * g.col_rows(), seed + 10);
             let dy = values(g.batch * g.image_out(), seed + 100);
+            let expected = reference_input_grad(&g, &w, &dy);
+            let col2im = g.input_grad_col2im(&w, &dy);
+            assert_close(&col2im, &expected, &format!("col2im, {g:?}"));
             let applies = g.stride == [1, 1] && g.dilation == [1, 1] && g.groups == 1;
             match g.input_grad(&w, &dy) {
                 Some(grad) => {
                     assert!(applies, "{g:?}: a gradient where none applies");
-                    let expected = reference_input_grad(&g, &w, &dy);
-                    assert_close(&grad, &expected, &format!("{g:?}"));
+                    assert_close(&grad, &expected, &format!("flipped, {g:?}"));
                     covered += 1;
                 }
                 None => assert!(!applies, "{g:?}: no gradient"),
             }
         }
-        assert!(covered >= 3, "{covered} geometries with an input gradient");
+        assert!(
+            covered >= 3,
+            "{covered} geometries with a flipped input gradient"
+        );
     }
 
     #[test]
