@@ -18,9 +18,11 @@
 //!   backward step asks libtorch's autograd engine for exactly the gradients Burn needs,
 //!   which then come from libtorch's dedicated backward kernels;
 //! - on flex the convolution's forward pass and weight gradient are computed as
-//!   PyTorch's CPU kernels do, one im2col matrix product per image (and the input
-//!   gradient of wide stride-1 layers as that forward product with the flipped kernel;
-//!   the other input gradients and the bias gradient are flex's own), BatchNorm reads
+//!   PyTorch's CPU kernels do, one im2col matrix product per image (on CPUs with AVX2
+//!   but not AVX-512 the forward pass is an indirect product with our own AVX2
+//!   micro-kernel; the input gradient of wide stride-1 layers is that forward product
+//!   with the flipped kernel, the others `Wᵀ · dY` and col2im; the bias gradient is
+//!   flex's own), BatchNorm reads
 //!   its statistics straight from the `[N, C, ...]` layout and applies them in one
 //!   fused pass each way, max pooling
 //!   works out its windows' bounds once per call and keeps 32-bit indices, and dropout
@@ -70,8 +72,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub enum NativeBackend {
     /// libtorch: convolutions and BatchNorm in libtorch's autograd, SGD in place.
     LibTorch,
-    /// flex: the convolution's forward pass and weight gradient (and the wide layers'
-    /// input gradient) as one im2col matrix product per image, BatchNorm in fused
+    /// flex: the convolution's forward pass and both gradients as matrix products per
+    /// image (im2col, or the indirect product on AVX2-only CPUs), BatchNorm in fused
     /// passes, max pooling with 32-bit indices.
     Flex,
 }

@@ -11,11 +11,12 @@
 //! `Y_n = W · col(x_n)`, which lands directly in the NCHW output (flex's own converts
 //! the input to NHWC and the output back). The input gradient of the wide stride-1
 //! layers is that forward product again, of the output gradient with the flipped kernel
-//! ([`ConvGeometry::input_grad`]). On CPUs with AVX2 but without AVX-512, the forward
-//! product is the indirect one of `indirect.rs`, which writes no im2col matrix.
+//! ([`ConvGeometry::input_grad`]); the others are `dcol = Wᵀ · dY` and col2im
+//! (`im2col.rs`). On CPUs with AVX2 but without AVX-512, the forward product is the
+//! indirect one of `indirect.rs`, which writes no im2col matrix.
 //!
-//! Over 600 lines: a third is unit tests against a direct definition of the three
-//! products, over strides, padding, dilation and groups.
+//! Over 700 lines: a third is unit tests against a direct definition of the products,
+//! over strides, padding, dilation and groups.
 
 use super::{f32s, indirect, tensor};
 use crate::{NativeConv, extension::untracked_conv_gradient};
@@ -135,11 +136,11 @@ impl<'a> Matrix<'a> {
 }
 
 /// The fewest input channels for which the backward step computes the input gradient
-/// as a forward convolution ([`ConvGeometry::input_grad`]). That product reuses each
-/// packed im2col block once per input channel; with fewer (AlexNet's 5 × 5 layer has
-/// 96), packing the `C_out · k²`-row im2col matrix costs more than flex's transposed
-/// convolution takes (Zen 5: 93–115 ms against flex's 80–86 there, 23–37 against 29–48
-/// on the 3 × 3 layers with 256 and 384; docs/benchmarks.md).
+/// as a forward convolution through im2col ([`ConvGeometry::input_grad`]). That product
+/// reuses each packed im2col block once per input channel; with fewer (AlexNet's 5 × 5
+/// layer has 96), packing the `C_out · k²`-row im2col matrix costs more than the
+/// transposed product takes (Zen 5: 93–115 ms against flex's 80–86 there, 23–37 against
+/// 29–48 on the 3 × 3 layers with 256 and 384; docs/benchmarks.md).
 const FLIPPED_MIN_CHANNELS_IN: usize = 256;
 
 /// How a matrix product's destination lies in its slice.
@@ -489,8 +490,8 @@ impl ConvGeometry {
 }
 
 /// Burn's backward step for [`NativeConv`] on flex: the weight gradient is
-/// [`ConvGeometry::weight_grad`], the input gradient [`ConvGeometry::input_grad`] where
-/// it pays and flex's own elsewhere, the bias gradient flex's own.
+/// [`ConvGeometry::weight_grad`], the input gradient
+/// [`ConvGeometry::input_grad_native`]'s choice, the bias gradient flex's own.
 #[derive(Debug)]
 struct FlexConvBackward;
 
