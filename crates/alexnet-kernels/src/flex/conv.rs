@@ -274,7 +274,7 @@ impl ConvGeometry {
     }
 
     /// The output's side along `axis` that the input, kernel and options give.
-    pub(super) fn output_side(&self, axis: usize) -> Option<usize> {
+    fn output_side(&self, axis: usize) -> Option<usize> {
         let padded = self.input[axis] + 2 * self.padding[axis];
         let reach = self.dilation[axis] * (self.kernel[axis].checked_sub(1)?) + 1;
         let stride = self.stride[axis];
@@ -292,6 +292,17 @@ impl ConvGeometry {
     /// Rows of one group's im2col matrix: its input channels × the kernel's positions.
     pub(super) fn col_rows(&self) -> usize {
         self.group_in() * self.kernel[0] * self.kernel[1]
+    }
+
+    /// The input channel and kernel position `(c, i, j)` of row `row` of a group's im2col
+    /// matrix (the weight's own order).
+    pub(super) fn kernel_row(&self, row: usize) -> [usize; 3] {
+        let [kernel_h, kernel_w] = self.kernel;
+        [
+            row / (kernel_h * kernel_w),
+            row / kernel_w % kernel_h,
+            row % kernel_w,
+        ]
     }
 
     pub(super) fn output_positions(&self) -> usize {

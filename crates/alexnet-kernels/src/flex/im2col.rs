@@ -22,9 +22,8 @@ struct ColRow {
 impl ConvGeometry {
     /// Where row `row` of a group's im2col matrix reads its input.
     fn col_row(&self, row: usize) -> ColRow {
-        let [kernel_h, kernel_w] = self.kernel;
+        let [channel, i, j] = self.kernel_row(row);
         let (stride_w, pad_w) = (self.stride[1], self.padding[1]);
-        let j = row % kernel_w;
         let offset_w = j * self.dilation[1];
         let first = pad_w.saturating_sub(offset_w).div_ceil(stride_w);
         let last = (self.input[1] + pad_w)
@@ -32,8 +31,8 @@ impl ConvGeometry {
             .map_or(0, |end| (end / stride_w + 1).min(self.output[1]));
         let first = first.min(last);
         ColRow {
-            channel: row / (kernel_h * kernel_w),
-            i: row / kernel_w % kernel_h,
+            channel,
+            i,
             first,
             last,
             // Only read when first < last, where it does not underflow.

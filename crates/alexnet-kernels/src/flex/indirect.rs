@@ -83,15 +83,10 @@ impl ConvGeometry {
             .for_each(|(padded, x)| self.pad(x, padded));
 
         let (group_in, group_out, rows) = (self.group_in(), self.group_out(), self.col_rows());
-        let [kernel_h, kernel_w] = self.kernel;
         // Where row (c, i, j) of a group's im2col matrix lies from a position's base.
         let offsets: Vec<usize> = (0..rows)
             .map(|row| {
-                let (c, i, j) = (
-                    row / (kernel_h * kernel_w),
-                    row / kernel_w % kernel_h,
-                    row % kernel_w,
-                );
+                let [c, i, j] = self.kernel_row(row);
                 c * plane + i * self.dilation[0] * padded_w + j * self.dilation[1]
             })
             .collect();
