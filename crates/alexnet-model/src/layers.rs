@@ -1,7 +1,7 @@
 //! The five convolutional stages of each variant, as one table that the builder, the
 //! summary and the input-size check all read.
 
-use crate::config::Variant;
+use crate::variant::Variant;
 
 /// One convolutional stage.
 pub(crate) struct ConvLayer {

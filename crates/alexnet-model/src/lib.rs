@@ -36,6 +36,7 @@ mod model;
 mod pytorch;
 mod store;
 mod summary;
+mod variant;
 
 pub use config::{AlexNetConfig, DEFAULT_INPUT, MIN_INPUT, Variant};
 pub use error::{ModelError, Result};
@@ -43,3 +44,8 @@ pub use lrn::LrnConfig;
 pub use model::{AlexNet, ConvBlock, Dense};
 pub use pytorch::KeyLayout;
 pub use summary::{LayerSummary, ModelSummary};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

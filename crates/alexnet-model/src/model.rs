@@ -1,12 +1,9 @@
-//! The AlexNet module.
 //! The AlexNet module: its layers, their table, initialization and the one forward
-//! pass (f32 or mixed precision).
-//!
-//! Over 400 lines: both variants share one builder and one forward pass, so they stay in
-//! one file; the config, summary, LRN and store are modules of their own.
+//! pass (f32 or mixed precision). Both variants share one builder and one forward pass;
+//! the config, summary, LRN and store are modules of their own.
 
 use burn::{
-    module::{Module, ModuleVisitor, Param},
+    module::{Module, ModuleVisitor, Param, RunningState},
     nn::{
         BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, LocalResponseNorm,
         PaddingConfig2d, Relu,
@@ -315,6 +312,35 @@ impl AlexNet {
     /// The configuration the network was built from.
     pub fn config(&self) -> &AlexNetConfig {
         &self.config
+    }
+
+    /// Every BatchNorm layer of the network. A norm layer added to [`AlexNet`] must be
+    /// listed here, or [`AlexNet::with_private_statistics`] misses it (a test checks
+    /// that no running statistic escapes).
+    pub fn batch_norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm> {
+        [
+            &mut self.conv1,
+            &mut self.conv2,
+            &mut self.conv3,
+            &mut self.conv4,
+            &mut self.conv5,
+        ]
+        .into_iter()
+        .filter_map(|block| block.norm.as_mut())
+        .chain(self.norm1.as_mut())
+        .chain(self.norm2.as_mut())
+    }
+
+    /// This network with BatchNorm running statistics of its own: its updates no longer
+    /// reach the network it was cloned from. `Clone` shares them (Burn's `RunningState`
+    /// is behind an `Arc`), so a replica that computes part of a batch on another device
+    /// would otherwise update the model's statistics too.
+    pub fn with_private_statistics(mut self) -> Self {
+        for norm in self.batch_norms_mut() {
+            norm.running_mean = RunningState::new(norm.running_mean.value());
+            norm.running_var = RunningState::new(norm.running_var.value());
+        }
+        self
     }
 
     /// Trainable parameters, as PyTorch's `sum(p.numel() for p in model.parameters())`

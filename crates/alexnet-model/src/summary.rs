@@ -5,7 +5,7 @@ use std::fmt;
 use crate::{
     config::{AlexNetConfig, Variant},
     error::Result,
-    layers::{conv_layers, window_out},
+    layers::{ConvLayer, conv_layers, window_out},
 };
 
 /// One row of a [`ModelSummary`].
@@ -50,132 +50,128 @@ impl AlexNetConfig {
         self.validate()?;
         self.check_input(height, width)?;
         let classes = self.classes()?;
-        let seed = self.variant == Variant::Seed;
-        let paper = self.variant == Variant::Paper;
-        let one_tower = !self.two_tower;
-        let mut layers = Vec::new();
-        let (mut h, mut w, mut c) = (height, width, 3usize);
-        let mut push = |name: String, kind: String, output: Vec<usize>, params: usize| {
-            layers.push(LayerSummary {
-                name,
-                kind,
-                output,
-                params,
-            });
+        let mut rows = Rows {
+            config: self,
+            layers: Vec::new(),
+            shape: [3, height, width],
         };
         let names = ["conv1", "conv2", "conv3", "conv4", "conv5"];
         for (name, layer) in names.into_iter().zip(conv_layers(self.variant)) {
-            let [_, out] = layer.channels;
-            let (kernel, stride, padding, grouped) =
-                (layer.kernel, layer.stride, layer.padding, layer.grouped);
-            let (lrn, pool) = (layer.lrn && paper, layer.pool);
-            let groups = if grouped && !one_tower { 2 } else { 1 };
-            h = conv_out(h, kernel, stride, padding);
-            w = conv_out(w, kernel, stride, padding);
-            let params = c / groups * out * kernel * kernel + out;
-            let group_text = if groups > 1 { ", groups 2" } else { "" };
-            push(
-                format!("{name}.conv"),
-                format!(
-                    "Conv2d {c}→{out}, {kernel}×{kernel}, stride {stride}, padding {padding}{group_text}"
-                ),
-                vec![out, h, w],
-                params,
+            rows.conv_stage(name, layer);
+        }
+        rows.classifier(classes);
+        Ok(ModelSummary {
+            variant: self.variant,
+            input: [height, width],
+            layers: rows.layers,
+        })
+    }
+}
+
+/// The summary's rows as they are built, with the shape flowing through the network.
+struct Rows<'a> {
+    config: &'a AlexNetConfig,
+    layers: Vec<LayerSummary>,
+    /// Channels, height, width of the last row's output.
+    shape: [usize; 3],
+}
+
+impl Rows<'_> {
+    fn push(&mut self, name: String, kind: String, output: Vec<usize>, params: usize) {
+        self.layers.push(LayerSummary {
+            name,
+            kind,
+            output,
+            params,
+        });
+    }
+
+    /// A row that keeps the current feature map's shape.
+    fn same_shape(&mut self, name: String, kind: String, params: usize) {
+        let output = self.shape.to_vec();
+        self.push(name, kind, output, params);
+    }
+
+    /// One convolutional stage: conv, ReLU, then BatchNorm (`Seed`) or LRN (`Paper`),
+    /// then max pool (and `Seed`'s dropout) where the table says.
+    fn conv_stage(&mut self, name: &str, layer: &ConvLayer) {
+        let config = self.config;
+        let seed = config.variant == Variant::Seed;
+        let [c, h, w] = self.shape;
+        let [_, out] = layer.channels;
+        let (kernel, stride, padding) = (layer.kernel, layer.stride, layer.padding);
+        let groups = if layer.grouped && config.two_tower {
+            2
+        } else {
+            1
+        };
+        let group_text = if groups > 1 { ", groups 2" } else { "" };
+        self.shape = [
+            out,
+            conv_out(h, kernel, stride, padding),
+            conv_out(w, kernel, stride, padding),
+        ];
+        self.same_shape(
+            format!("{name}.conv"),
+            format!(
+                "Conv2d {c}→{out}, {kernel}×{kernel}, stride {stride}, padding {padding}{group_text}"
+            ),
+            c / groups * out * kernel * kernel + out,
+        );
+        self.same_shape(format!("{name}.relu"), "ReLU".into(), 0);
+        if seed {
+            self.same_shape(format!("{name}.norm"), "BatchNorm2d".into(), 2 * out);
+        } else if layer.lrn && config.variant == Variant::Paper {
+            let l = &config.lrn;
+            let kind = format!(
+                "LocalResponseNorm size {}, α {}, β {}, k {}",
+                l.size, l.alpha, l.beta, l.k
             );
-            c = out;
-            push(format!("{name}.relu"), "ReLU".into(), vec![c, h, w], 0);
+            self.same_shape(format!("{name}.lrn"), kind, 0);
+        }
+        if layer.pool {
+            let [c, h, w] = self.shape;
+            self.shape = [c, conv_out(h, 3, 2, 0), conv_out(w, 3, 2, 0)];
+            self.same_shape(format!("{name}.pool"), "MaxPool2d 3×3, stride 2".into(), 0);
             if seed {
-                push(
-                    format!("{name}.norm"),
-                    "BatchNorm2d".into(),
-                    vec![c, h, w],
-                    2 * c,
-                );
-            } else if lrn {
-                let l = &self.lrn;
-                push(
-                    format!("{name}.lrn"),
-                    format!(
-                        "LocalResponseNorm size {}, α {}, β {}, k {}",
-                        l.size, l.alpha, l.beta, l.k
-                    ),
-                    vec![c, h, w],
-                    0,
-                );
-            }
-            if pool {
-                h = conv_out(h, 3, 2, 0);
-                w = conv_out(w, 3, 2, 0);
-                push(
-                    format!("{name}.pool"),
-                    "MaxPool2d 3×3, stride 2".into(),
-                    vec![c, h, w],
-                    0,
-                );
-                if seed {
-                    push(
-                        format!("{name}.dropout"),
-                        format!("Dropout {}", self.conv_dropout),
-                        vec![c, h, w],
-                        0,
-                    );
-                }
+                let kind = format!("Dropout {}", config.conv_dropout);
+                self.same_shape(format!("{name}.dropout"), kind, 0);
             }
         }
-        push(
+    }
+
+    /// Average pool, flatten and the three fully connected layers with what follows them.
+    fn classifier(&mut self, classes: usize) {
+        let config = self.config;
+        let seed = config.variant == Variant::Seed;
+        let c = self.shape[0];
+        self.push(
             "avgpool".into(),
             "AdaptiveAvgPool2d 6×6".into(),
             vec![c, 6, 6],
             0,
         );
         let flat = c * 36;
-        push("flatten".into(), "Flatten".into(), vec![flat], 0);
+        self.push("flatten".into(), "Flatten".into(), vec![flat], 0);
+        let dropout = format!("Dropout {}", config.fc_dropout);
         if !seed {
-            push(
-                "dropout0".into(),
-                format!("Dropout {}", self.fc_dropout),
-                vec![flat],
-                0,
-            );
+            self.push("dropout0".into(), dropout.clone(), vec![flat], 0);
         }
-        for (index, (d_in, d_out)) in [(flat, 4096), (4096, 4096)].into_iter().enumerate() {
-            let n = index + 1;
-            push(
-                format!("fc{n}"),
-                format!("Linear {d_in}→{d_out}"),
-                vec![d_out],
-                d_in * d_out + d_out,
-            );
-            push(format!("fc{n}.relu"), "ReLU".into(), vec![d_out], 0);
+        for (n, (d_in, d_out)) in [(1, (flat, 4096)), (2, (4096, 4096))] {
+            let kind = format!("Linear {d_in}→{d_out}");
+            self.push(format!("fc{n}"), kind, vec![d_out], d_in * d_out + d_out);
+            self.push(format!("fc{n}.relu"), "ReLU".into(), vec![d_out], 0);
             if seed {
-                push(
-                    format!("norm{n}"),
-                    "BatchNorm1d".into(),
-                    vec![d_out],
-                    2 * d_out,
-                );
+                let kind = "BatchNorm1d".into();
+                self.push(format!("norm{n}"), kind, vec![d_out], 2 * d_out);
             }
             if n == 1 {
-                push(
-                    "dropout1".into(),
-                    format!("Dropout {}", self.fc_dropout),
-                    vec![d_out],
-                    0,
-                );
+                self.push("dropout1".into(), dropout.clone(), vec![d_out], 0);
             }
         }
-        push(
-            "fc3".into(),
-            format!("Linear 4096→{classes}"),
-            vec![classes],
-            4096 * classes + classes,
-        );
-        push("log_softmax".into(), "LogSoftmax".into(), vec![classes], 0);
-        Ok(ModelSummary {
-            variant: self.variant,
-            input: [height, width],
-            layers,
-        })
+        let kind = format!("Linear 4096→{classes}");
+        self.push("fc3".into(), kind, vec![classes], 4096 * classes + classes);
+        self.push("log_softmax".into(), "LogSoftmax".into(), vec![classes], 0);
     }
 }
 
