@@ -47,8 +47,16 @@ mod config;
 mod error;
 mod pipeline;
 mod rng;
+mod stats;
+mod step;
+mod view;
 
 pub use config::{AugmentConfig, ChannelValues, Filter, OpConfig, Scale};
 pub use error::{AugmentError, Result};
 pub use pipeline::{ChannelStats, Pipeline};
 pub use rng::sample_rng;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
