@@ -378,3 +378,8 @@ pub fn sgd_step<const D: usize>(
     };
     (tensor - step.mul_scalar(lr), Some(velocity))
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

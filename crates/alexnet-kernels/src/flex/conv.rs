@@ -14,11 +14,14 @@
 //! ([`ConvGeometry::input_grad`]); the others are `dcol = Wᵀ · dY` and col2im
 //! (`im2col.rs`). On CPUs with AVX2 but without AVX-512, the forward product is the
 //! indirect one of `indirect.rs`, which writes no im2col matrix.
-//!
-//! Over 700 lines: a third is unit tests against a direct definition of the products,
-//! over strides, padding, dilation and groups.
+//! The matrix products themselves are in `gemm.rs`; the tests check every product
+//! against a direct definition, over strides, padding, dilation and groups.
 
-use super::{f32s, indirect, tensor};
+use super::{
+    f32s,
+    gemm::{Layout, Matrix, gemm_add},
+    indirect, tensor,
+};
 use crate::{NativeConv, extension::untracked_conv_gradient};
 use burn::{
     backend::{
@@ -92,49 +95,6 @@ impl NativeConv for Flex {
     }
 }
 
-/// A row-major view of a matrix in a slice: element `(i, j)` is at
-/// `i · row_stride + j · column_stride`.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Matrix<'a> {
-    data: &'a [f32],
-    rows: usize,
-    columns: usize,
-    row_stride: usize,
-    column_stride: usize,
-}
-
-impl<'a> Matrix<'a> {
-    /// A contiguous row-major `rows × columns` matrix.
-    pub(super) fn row_major(data: &'a [f32], rows: usize, columns: usize) -> Self {
-        Self {
-            data,
-            rows,
-            columns,
-            row_stride: columns,
-            column_stride: 1,
-        }
-    }
-
-    /// The transposed view of the same values.
-    pub(super) fn transposed(self) -> Self {
-        Self {
-            rows: self.columns,
-            columns: self.rows,
-            row_stride: self.column_stride,
-            column_stride: self.row_stride,
-            ..self
-        }
-    }
-
-    /// Whether every element the view addresses lies inside its slice.
-    fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.columns == 0
-            || (self.rows - 1) * self.row_stride + (self.columns - 1) * self.column_stride
-                < self.data.len()
-    }
-}
-
 /// The fewest input channels for which the backward step computes the input gradient
 /// as a forward convolution through im2col ([`ConvGeometry::input_grad`]). That product
 /// reuses each packed im2col block once per input channel; with fewer (AlexNet's 5 × 5
@@ -142,74 +102,6 @@ impl<'a> Matrix<'a> {
 /// transposed product takes (Zen 5: 93–115 ms against flex's 80–86 there, 23–37 against
 /// 29–48 on the 3 × 3 layers with 256 and 384; docs/benchmarks.md).
 const FLIPPED_MIN_CHANNELS_IN: usize = 256;
-
-/// How a matrix product's destination lies in its slice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Layout {
-    /// Element `(i, j)` of an `m × n` matrix at `i · n + j`.
-    RowMajor,
-    /// Element `(i, j)` of an `m × n` matrix at `i + j · m`.
-    ColumnMajor,
-}
-
-/// `dst += lhs · rhs`, `dst` laid out as `layout` says; on the calling thread, or on all
-/// of rayon's when `parallel`.
-pub(super) fn gemm_add(dst: &mut [f32], layout: Layout, lhs: Matrix, rhs: Matrix, parallel: bool) {
-    gemm_product(dst, layout, lhs, rhs, parallel, true);
-}
-
-/// `dst = lhs · rhs`, as [`gemm_add`] but without reading `dst` (no zeroing pass first).
-pub(super) fn gemm_set(dst: &mut [f32], layout: Layout, lhs: Matrix, rhs: Matrix, parallel: bool) {
-    gemm_product(dst, layout, lhs, rhs, parallel, false);
-}
-
-/// `dst = lhs · rhs`, plus `dst`'s own values when `read_dst`.
-fn gemm_product(
-    dst: &mut [f32],
-    layout: Layout,
-    lhs: Matrix,
-    rhs: Matrix,
-    parallel: bool,
-    read_dst: bool,
-) {
-    let (m, n, k) = (lhs.rows, rhs.columns, lhs.columns);
-    let (dst_column_stride, dst_row_stride) = match layout {
-        Layout::RowMajor => (1, n),
-        Layout::ColumnMajor => (m, 1),
-    };
-    assert!(rhs.rows == k && dst.len() == m * n && lhs.in_bounds() && rhs.in_bounds());
-    let parallelism = if parallel {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the assertion above checks that `dst` holds exactly the m × n result (in
-    // either layout) and that every element `lhs` (m × k) and `rhs` (k × n) address lies
-    // inside their slices; `dst` is borrowed mutably, so it overlaps neither.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            dst_column_stride as isize,
-            dst_row_stride as isize,
-            read_dst,
-            lhs.data.as_ptr(),
-            lhs.column_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.column_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
 
 /// The shapes of one convolution, as the kernels here read them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,7 +6,10 @@
 //! walks the same rows and positions and adds instead of copying, so the two share how a
 //! row finds its input ([`ColRow`]).
 
-use super::conv::{ConvGeometry, Layout, Matrix, gemm_set};
+use super::{
+    conv::ConvGeometry,
+    gemm::{Layout, Matrix, gemm_set},
+};
 use rayon::prelude::*;
 
 /// Where one im2col row reads its input: channel `channel`, kernel row `i`; output

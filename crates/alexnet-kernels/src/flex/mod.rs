@@ -4,6 +4,7 @@
 mod batch_norm;
 mod conv;
 mod dropout;
+mod gemm;
 mod im2col;
 mod indirect;
 mod max_pool;
