@@ -60,7 +60,7 @@ pub enum ResizeFilter {
     Lanczos3,
 }
 
-/// Settings for [`preprocess`](crate::preprocess). Defaults are the original post's
+/// Settings for [`preprocess`](super::preprocess). Defaults are the original post's
 /// (`properties.py`): 20% validation split, center crop, 256×256.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -1,4 +1,4 @@
-//! Reading a processed dataset back: the format [`preprocess`](crate::preprocess) writes.
+//! Reading a processed dataset back: the format [`preprocess`](super::preprocess) writes.
 
 use std::{
     collections::HashSet,

@@ -42,12 +42,14 @@ pub mod demo;
 mod error;
 mod format;
 pub mod io;
+mod output;
 mod preprocess;
 mod report;
 mod scan;
 mod split;
 mod stats;
 mod transform;
+mod worker;
 
 pub use command::{PreprocessOutcome, preprocess_command};
 pub use config::{LabelRule, NestedDirs, PrepConfig, PrepOverrides, ResizeFilter};
@@ -65,3 +67,8 @@ pub use report::{FileWarning, PrepCounts, PrepReport, PrepTimings, SkipReason, S
 pub use split::{stratified_val_mask, val_count};
 pub use stats::{RgbAccumulator, RgbStats, symmetric_eigen3};
 pub use transform::{SquareResizer, center_square, encode_jpeg};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -151,66 +151,85 @@ pub(crate) fn scan(input: &Path, nested: NestedDirs, max_file_bytes: u64) -> Res
             files: Vec::new(),
             nested: 0,
         };
-        // Depth-first, sorted at every level, so the order is the same on every machine.
-        // Each folder carries the identities of its ancestors, for loop detection.
-        let class_dir = PathBuf::from(&name);
-        let mut stack = vec![(class_dir.clone(), vec![root.clone(), (id, class_dir)])];
-        while let Some((dir, ancestors)) = stack.pop() {
-            let depth = ancestors.len() - 2;
-            let entries = sorted_entries(&input.join(&dir))?;
-            for (entry, kind) in entries.into_iter().rev() {
-                let rel = dir.join(&entry);
-                if let EntryKind::Dir { id } = kind {
-                    let looped = ancestors
-                        .iter()
-                        .find(|(ancestor, _)| id != (0, 0) && *ancestor == id);
-                    if let Some((_, target)) = looped {
-                        scan.skipped.push(SkippedFile {
-                            path: display(&rel),
-                            reason: SkipReason::FolderLoop(display(target)),
-                        });
-                    } else {
-                        let mut inner = ancestors.clone();
-                        inner.push((id, rel.clone()));
-                        stack.push((rel, inner));
-                    }
-                    continue;
-                }
-                scan.files += 1;
-                if depth > 0 && nested == NestedDirs::Skip {
-                    scan.nested_skipped += 1;
-                    scan.skipped.push(SkippedFile {
-                        path: display(&rel),
-                        reason: SkipReason::NestedFolder,
-                    });
-                    continue;
-                }
-                let reason = match kind {
-                    EntryKind::Special(what) => Some(SkipReason::NotAFile(what.into())),
-                    EntryKind::File { bytes } if bytes > max_file_bytes => {
-                        Some(SkipReason::TooLarge {
-                            bytes,
-                            limit: max_file_bytes,
-                        })
-                    }
-                    _ => sniff(&input.join(&rel)),
-                };
-                if let Some(reason) = reason {
-                    scan.skipped.push(SkippedFile {
-                        path: display(&rel),
-                        reason,
-                    });
-                    continue;
-                }
-                if depth > 0 {
-                    class.nested += 1;
-                }
-                class.files.push(rel);
-            }
-        }
+        let limits = (nested, max_file_bytes);
+        walk_class(
+            input,
+            &name,
+            (id, root.clone()),
+            limits,
+            &mut class,
+            &mut scan,
+        )?;
         class.files.sort();
         scan.classes.push(class);
     }
     scan.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(scan)
+}
+
+/// Walks one class folder into `class`: depth-first, sorted at every level, so the
+/// order is the same on every machine; each folder carries the identities of its
+/// ancestors, for loop detection. Skipped files go to `scan`.
+fn walk_class(
+    input: &Path,
+    name: &OsString,
+    (id, root): ((u64, u64), ((u64, u64), PathBuf)),
+    (nested, max_file_bytes): (NestedDirs, u64),
+    class: &mut ClassFolder,
+    scan: &mut Scan,
+) -> Result<()> {
+    let class_dir = PathBuf::from(name);
+    let mut stack = vec![(class_dir.clone(), vec![root, (id, class_dir)])];
+    while let Some((dir, ancestors)) = stack.pop() {
+        let depth = ancestors.len() - 2;
+        let entries = sorted_entries(&input.join(&dir))?;
+        for (entry, kind) in entries.into_iter().rev() {
+            let rel = dir.join(&entry);
+            if let EntryKind::Dir { id } = kind {
+                let looped = ancestors
+                    .iter()
+                    .find(|(ancestor, _)| id != (0, 0) && *ancestor == id);
+                if let Some((_, target)) = looped {
+                    scan.skipped.push(SkippedFile {
+                        path: display(&rel),
+                        reason: SkipReason::FolderLoop(display(target)),
+                    });
+                } else {
+                    let mut inner = ancestors.clone();
+                    inner.push((id, rel.clone()));
+                    stack.push((rel, inner));
+                }
+                continue;
+            }
+            scan.files += 1;
+            if depth > 0 && nested == NestedDirs::Skip {
+                scan.nested_skipped += 1;
+                scan.skipped.push(SkippedFile {
+                    path: display(&rel),
+                    reason: SkipReason::NestedFolder,
+                });
+                continue;
+            }
+            let reason = match kind {
+                EntryKind::Special(what) => Some(SkipReason::NotAFile(what.into())),
+                EntryKind::File { bytes } if bytes > max_file_bytes => Some(SkipReason::TooLarge {
+                    bytes,
+                    limit: max_file_bytes,
+                }),
+                _ => sniff(&input.join(&rel)),
+            };
+            if let Some(reason) = reason {
+                scan.skipped.push(SkippedFile {
+                    path: display(&rel),
+                    reason,
+                });
+                continue;
+            }
+            if depth > 0 {
+                class.nested += 1;
+            }
+            class.files.push(rel);
+        }
+    }
+    Ok(())
 }

@@ -189,101 +189,100 @@ fn write_jpeg(path: &Path, image: &RgbImage) -> Result<()> {
 fn write_oddities(dir: &Path, config: &DemoConfig) -> Result<Vec<String>> {
     let mut written = Vec::new();
     let extra = config.images_per_class as u64 + 1000;
-    let class_file = |class: usize, name: &str| -> (PathBuf, String) {
-        let rel = format!("{}/{name}", DemoConfig::folder(class));
-        (dir.join(&rel), rel)
-    };
-    let mut add = |rel: String| written.push(rel);
-
     // A stray non-image, as Caltech-256's 198.spider/RENAME2.
-    let (path, rel) = class_file(0, "RENAME2");
-    write_output(&path, b"rename these files\n")?;
-    add(rel);
+    let rel = format!("{}/RENAME2", DemoConfig::folder(0));
+    write_output(&dir.join(&rel), b"rename these files\n")?;
+    written.push(rel);
     // A nested folder, as Caltech-256's 056.dog/greg/.
     let nested = dir.join(DemoConfig::folder(1)).join("greg");
     fs::create_dir_all(&nested).at(&nested)?;
     for k in 0..2 {
         let path = nested.join(format!("greg_{k}.jpg"));
         write_jpeg(&path, &draw(config, 1, extra + k))?;
-        add(format!("{}/greg/greg_{k}.jpg", DemoConfig::folder(1)));
+        written.push(format!("{}/greg/greg_{k}.jpg", DemoConfig::folder(1)));
     }
-    if config.classes > 2 {
-        // A download cut short.
-        let (path, rel) = class_file(2, "003_truncated.jpg");
-        let mut bytes = Vec::new();
-        encode_jpeg(&draw(config, 2, extra), 92, &mut bytes).map_err(|reason| {
-            PrepError::InvalidConfig {
-                field: "demo",
-                reason,
-            }
-        })?;
-        bytes.truncate(bytes.len() / 2);
-        write_output(&path, &bytes)?;
-        add(rel);
-    }
-    if config.classes > 3 {
-        let (path, rel) = class_file(3, "004_gray.jpg");
-        let gray: GrayImage = image::DynamicImage::ImageRgb8(draw(config, 3, extra)).to_luma8();
-        let mut bytes = Vec::new();
-        jpeg_encoder::Encoder::new(&mut bytes, 92)
-            .encode(
-                gray.as_raw(),
-                gray.width() as u16,
-                gray.height() as u16,
-                jpeg_encoder::ColorType::Luma,
-            )
-            .map_err(|error| PrepError::InvalidConfig {
-                field: "demo",
-                reason: error.to_string(),
-            })?;
-        write_output(&path, &bytes)?;
-        add(rel);
-    }
-    if config.classes > 4 {
-        let (path, rel) = class_file(4, "005_alpha.png");
-        let rgb = draw(config, 4, extra);
-        let rgba = RgbaImage::from_fn(rgb.width(), rgb.height(), |x, y| {
-            let [r, g, b] = rgb.get_pixel(x, y).0;
-            image::Rgba([r, g, b, if x < 4 { 0 } else { 255 }])
-        });
-        let mut bytes = std::io::Cursor::new(Vec::new());
-        rgba.write_to(&mut bytes, ImageFormat::Png)
-            .map_err(|error| PrepError::InvalidConfig {
-                field: "demo",
-                reason: error.to_string(),
-            })?;
-        write_output(&path, bytes.get_ref())?;
-        add(rel);
-    }
-    if config.classes > 5 {
-        let (path, rel) = class_file(5, "006_cmyk.jpg");
-        let rgb = draw(config, 5, extra);
-        let cmyk: Vec<u8> = rgb
-            .pixels()
-            .flat_map(|p| {
-                let [r, g, b] = p.0.map(f64::from);
-                let k = 255.0 - r.max(g).max(b);
-                let scale = if k >= 255.0 { 0.0 } else { 255.0 / (255.0 - k) };
-                let c = |v: f64| ((255.0 - v - k) * scale).round().clamp(0.0, 255.0) as u8;
-                [c(r), c(g), c(b), k.round() as u8]
-            })
-            .collect();
-        let mut bytes = Vec::new();
-        jpeg_encoder::Encoder::new(&mut bytes, 95)
-            .encode(
-                &cmyk,
-                rgb.width() as u16,
-                rgb.height() as u16,
-                jpeg_encoder::ColorType::Cmyk,
-            )
-            .map_err(|error| PrepError::InvalidConfig {
-                field: "demo",
-                reason: error.to_string(),
-            })?;
-        write_output(&path, &bytes)?;
-        add(rel);
+    type Make = fn(RgbImage) -> Result<Vec<u8>>;
+    let odd: [(usize, &str, Make); 4] = [
+        (2, "003_truncated.jpg", truncated_jpeg),
+        (3, "004_gray.jpg", gray_jpeg),
+        (4, "005_alpha.png", alpha_png),
+        (5, "006_cmyk.jpg", cmyk_jpeg),
+    ];
+    for (class, name, make) in odd {
+        if config.classes > class {
+            let rel = format!("{}/{name}", DemoConfig::folder(class));
+            write_output(&dir.join(&rel), &make(draw(config, class, extra))?)?;
+            written.push(rel);
+        }
     }
     Ok(written)
+}
+
+/// A demo error naming the `[demo]` section.
+fn demo_error(reason: impl ToString) -> PrepError {
+    PrepError::InvalidConfig {
+        field: "demo",
+        reason: reason.to_string(),
+    }
+}
+
+/// A download cut short: the first half of a JPEG.
+fn truncated_jpeg(rgb: RgbImage) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    encode_jpeg(&rgb, 92, &mut bytes).map_err(demo_error)?;
+    bytes.truncate(bytes.len() / 2);
+    Ok(bytes)
+}
+
+/// A one-channel (grey) JPEG.
+fn gray_jpeg(rgb: RgbImage) -> Result<Vec<u8>> {
+    let gray: GrayImage = image::DynamicImage::ImageRgb8(rgb).to_luma8();
+    let mut bytes = Vec::new();
+    jpeg_encoder::Encoder::new(&mut bytes, 92)
+        .encode(
+            gray.as_raw(),
+            gray.width() as u16,
+            gray.height() as u16,
+            jpeg_encoder::ColorType::Luma,
+        )
+        .map_err(demo_error)?;
+    Ok(bytes)
+}
+
+/// A PNG with a transparent stripe.
+fn alpha_png(rgb: RgbImage) -> Result<Vec<u8>> {
+    let rgba = RgbaImage::from_fn(rgb.width(), rgb.height(), |x, y| {
+        let [r, g, b] = rgb.get_pixel(x, y).0;
+        image::Rgba([r, g, b, if x < 4 { 0 } else { 255 }])
+    });
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    rgba.write_to(&mut bytes, ImageFormat::Png)
+        .map_err(demo_error)?;
+    Ok(bytes.into_inner())
+}
+
+/// A CMYK JPEG, as some photo tools write.
+fn cmyk_jpeg(rgb: RgbImage) -> Result<Vec<u8>> {
+    let cmyk: Vec<u8> = rgb
+        .pixels()
+        .flat_map(|p| {
+            let [r, g, b] = p.0.map(f64::from);
+            let k = 255.0 - r.max(g).max(b);
+            let scale = if k >= 255.0 { 0.0 } else { 255.0 / (255.0 - k) };
+            let c = |v: f64| ((255.0 - v - k) * scale).round().clamp(0.0, 255.0) as u8;
+            [c(r), c(g), c(b), k.round() as u8]
+        })
+        .collect();
+    let mut bytes = Vec::new();
+    jpeg_encoder::Encoder::new(&mut bytes, 95)
+        .encode(
+            &cmyk,
+            rgb.width() as u16,
+            rgb.height() as u16,
+            jpeg_encoder::ColorType::Cmyk,
+        )
+        .map_err(demo_error)?;
+    Ok(bytes)
 }
 
 /// How [`prepare_demo`] preprocesses.
