@@ -5,8 +5,9 @@ It reads with the `EventAccumulator` the TensorBoard server loads runs with
 (`plugin_event_accumulator`, where scalars, images and text are all tensors), with its
 default purging of data orphaned by a restart, and keeps every point (size guidance 0).
 
-Usage: python tests/tensorboard_steps.py RUN/tensorboard
-       python tests/tensorboard_steps.py RUN/tensorboard --graph   (the graph's node names, one a line)
+Usage: python tensorboard_steps.py RUN/tensorboard
+       python tensorboard_steps.py RUN/tensorboard --graph   (the graph's node names, one a line)
+(tfevents::Accumulator runs it with `python -c`.)
 """
 import sys
 
