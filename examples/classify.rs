@@ -10,17 +10,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use alexnet::train::{
-    classify::{Classifier, ClassifyCommand, image_files},
+    commands::classify::{Classifier, ClassifyCommand, image_files},
     config::Overrides,
 };
 use anyhow::Result;
 use clap::Parser;
-
-/// The demo settings, used when neither --config nor the run's config.toml is found.
-const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
 
 /// Classify images with a trained AlexNet.
 #[derive(Parser, Debug)]
@@ -29,7 +26,8 @@ struct Args {
     /// Config file. Default: the run directory's config.toml (what training used).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Run directory. Default: runs/<config name> (runs/demo without a config).
+    /// Run directory. Default: train_caltech's for the same flags: runs/<config name>
+    /// (runs/demo without a config or --data, runs/alexnet with --data).
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// A checkpoint folder instead of the run's latest.
@@ -60,13 +58,12 @@ fn main() {
         let args = Args::parse();
         let classifier = Classifier::new(&ClassifyCommand {
             config: args.config.as_deref(),
-            demo_config: (DEMO_CONFIG, Path::new("configs/demo.toml")),
-            run_dir: args.run_dir,
             checkpoint: args.checkpoint,
             weights: args.weights,
             labels: args.labels,
             top: args.top,
             overrides: Overrides {
+                run_dir: args.run_dir,
                 data: args.data,
                 device: args.device,
                 ..Overrides::default()

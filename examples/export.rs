@@ -11,7 +11,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use alexnet::train::export::{ExportCommand, export_command};
+use alexnet::train::commands::export::{ExportCommand, export_command};
 use anyhow::Result;
 use clap::Parser;
 

@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use alexnet::{
     prep::{self, DemoPrepOptions, PrepOverrides, preprocess_command},
@@ -16,9 +16,6 @@ use alexnet::{
 };
 use anyhow::Result;
 use clap::Parser;
-
-/// The demo settings, used by --demo when no --config is given.
-const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
 
 /// Preprocess a class-per-folder dataset (NNN.label/*.jpg) for AlexNet training.
 #[derive(Parser, Debug)]
@@ -40,10 +37,7 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<()> {
-    let fallback = args
-        .demo
-        .then_some((DEMO_CONFIG, Path::new("configs/demo.toml")));
-    let config = ExperimentConfig::load_or(args.config.as_deref(), fallback)?;
+    let config = ExperimentConfig::load_or_demo(args.config.as_deref(), args.demo)?;
     let _log = train::logging::init(&config.logging, None)?;
     let options = DemoPrepOptions {
         reuse: false,

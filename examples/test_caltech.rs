@@ -8,20 +8,18 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use alexnet::{
     prep::Split,
     train::{
+        commands::{TestCommand, test_command},
         config::Overrides,
-        eval::{TestCommand, TestView, test_command},
+        eval::TestView,
     },
 };
 use anyhow::Result;
 use clap::Parser;
-
-/// The demo settings, used when neither --config nor the run's config.toml is found.
-const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
 
 /// Evaluate a trained AlexNet checkpoint.
 #[derive(Parser, Debug)]
@@ -30,7 +28,8 @@ struct Args {
     /// Config file. Default: the run directory's config.toml (what training used).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Run directory. Default: runs/<config name> (runs/demo without a config).
+    /// Run directory. Default: train_caltech's for the same flags: runs/<config name>
+    /// (runs/demo without a config or --data, runs/alexnet with --data).
     #[arg(long)]
     run_dir: Option<PathBuf>,
     /// A checkpoint folder (checkpoints/epoch-NNNN or checkpoints/best). Default: the
@@ -58,12 +57,11 @@ struct Args {
 fn run(args: Args) -> Result<()> {
     let report = test_command(&TestCommand {
         config: args.config.as_deref(),
-        demo_config: (DEMO_CONFIG, Path::new("configs/demo.toml")),
-        run_dir: args.run_dir,
         checkpoint: args.checkpoint,
         split: args.split,
         view: TestView::from_flags(args.ten_crop, args.center_crop),
         overrides: Overrides {
+            run_dir: args.run_dir,
             data: args.data,
             device: args.device,
             ..Overrides::default()

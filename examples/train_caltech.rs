@@ -11,21 +11,19 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use alexnet::train::{ExperimentConfig, config::Overrides, fit::train_command};
+use alexnet::train::{commands::train_command, config::Overrides};
 use anyhow::Result;
 use clap::Parser;
-
-/// The demo settings, used when neither --config nor --data is given.
-const DEMO_CONFIG: &str = include_str!("../configs/demo.toml");
 
 /// Train AlexNet; flags override the config file.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// Config file (all sections). Default: configs/demo.toml's settings when no --data
-    /// is given, the original post's settings otherwise.
+    /// is given, the original post's settings otherwise. The run directory is
+    /// runs/<config name> (runs/demo without a config or --data, runs/alexnet with --data).
     #[arg(long)]
     config: Option<PathBuf>,
     #[command(flatten)]
@@ -33,17 +31,7 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<()> {
-    let demo = args.config.is_none() && args.overrides.data.is_none();
-    let name = match &args.config {
-        Some(path) => path
-            .file_stem()
-            .map_or("run".into(), |s| s.to_string_lossy().into_owned()),
-        None if demo => "demo".into(),
-        None => "alexnet".into(),
-    };
-    let fallback = demo.then_some((DEMO_CONFIG, Path::new("configs/demo.toml")));
-    let config = ExperimentConfig::load_or(args.config.as_deref(), fallback)?;
-    let summary = train_command(config, &args.overrides, &name)?;
+    let summary = train_command(args.config.as_deref(), &args.overrides)?;
     if summary.rank != 0 {
         // Rank 0 reports for a distributed run.
         return Ok(());

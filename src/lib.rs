@@ -5,9 +5,9 @@
 //! use alexnet::{prep, train};
 //!
 //! let mut config = train::ExperimentConfig::load("configs/caltech256.toml".as_ref())?;
-//! train::session::resolve_data(&mut config, true)?;
-//! config.train.run_dir = Some(train::session::default_run_dir("caltech256"));
-//! let summary = train::fit::train(&config, &mut |_| true)?;
+//! train::commands::resolve_data(&mut config, true)?;
+//! config.train.run_dir = Some(train::commands::default_run_dir("caltech256"));
+//! let summary = train::trainer::train(&config, &mut |_| true)?;
 //! println!("{} epochs, best checkpoint in {}", summary.history.len(), summary.run_dir.display());
 //! # let _ = prep::PrepConfig::default();
 //! # Ok::<(), train::TrainError>(())

@@ -136,7 +136,7 @@ fn training_runs_on_libtorch() {
         config.train.device = "tch-cpu".into();
         config.train.precision = precision;
         config.train.epochs = 2;
-        let summary = alexnet::train::fit::train(&config, &mut |_| true).unwrap();
+        let summary = alexnet::train::trainer::train(&config, &mut |_| true).unwrap();
         for metrics in &summary.history {
             assert!(
                 metrics.train_loss.is_finite() && metrics.val_loss.is_finite(),

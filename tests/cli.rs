@@ -535,3 +535,40 @@ fn preprocess_train_and_test_succeed_end_to_end() {
         "other0",
     );
 }
+
+/// `train_caltech --data D` and `test_caltech --data D` (no config, no run directory)
+/// agree on the run directory, `runs/alexnet`: the examples share one rule
+/// (`alexnet_train::commands::command_config`). Before, test_caltech looked in
+/// `runs/demo` and failed.
+#[test]
+fn train_and_test_with_only_data_agree_on_the_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    raw_dataset(cwd);
+    succeeds(run(
+        "preprocess_caltech",
+        &[
+            "--input",
+            "raw",
+            "--output",
+            "data",
+            "--size",
+            "227",
+            "--val-split",
+            "0.25",
+        ],
+        cwd,
+    ));
+    // The original's settings (227 crops of 227 images here), one short epoch.
+    let flags = ["--data", "data", "--epochs", "1", "--batch-size", "3"];
+    succeeds(run("train_caltech", &flags, cwd));
+    assert!(cwd.join("runs/alexnet/checkpoints/latest").is_file());
+    assert!(!cwd.join("runs/demo").exists());
+    let tested = succeeds(run("test_caltech", &["--data", "data"], cwd));
+    let stdout = String::from_utf8_lossy(&tested.stdout);
+    assert!(
+        stdout.contains("runs/alexnet/checkpoints/epoch-0001"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("images=2"), "{stdout}");
+}

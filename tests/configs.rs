@@ -1,6 +1,6 @@
 //! The shipped config files parse, validate and say what they claim.
 
-use alexnet::train::{ExperimentConfig, schedule::SchedulerConfig};
+use alexnet::train::{ExperimentConfig, optim::SchedulerConfig};
 
 fn load(name: &str) -> ExperimentConfig {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -78,4 +78,18 @@ fn caltech256_finetune_is_torchvisions_recipe() {
     assert_eq!(crop(&config.augment.train), Some([224, 224]));
     assert_eq!(crop(&config.augment.eval), Some([224, 224]));
     assert_eq!(config.prep.size, 256);
+}
+
+/// The library's built-in demo config (`ExperimentConfig::demo()`, what the examples
+/// fall back to) is configs/demo.toml, byte for byte.
+#[test]
+fn the_built_in_demo_config_is_configs_demo_toml() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo.toml");
+    let file = std::fs::read_to_string(&path).expect("configs/demo.toml");
+    assert_eq!(file, alexnet::train::config::DEMO_TOML);
+    assert_eq!(
+        ExperimentConfig::demo(),
+        ExperimentConfig::load(&path).unwrap()
+    );
+    ExperimentConfig::demo().validate().unwrap();
 }

@@ -2,6 +2,10 @@
 //! checkpoint write, between a checkpoint and its `latest` pointer, after an epoch's
 //! curves are written but before its checkpoint), rerun each time, and must end with
 //! the same per-epoch losses as an uninterrupted run, and one TensorBoard point per epoch.
+//! The pause points need the `fault-injection` feature (`cargo test --workspace
+//! --features fault-injection`, the README's test command).
+
+#![cfg(feature = "fault-injection")]
 
 mod common;
 

@@ -1,9 +1,10 @@
 //! Data-parallel training over MPI ranks (`--distributed mpi`), run as a user would:
 //! `mpirun --oversubscribe -np 2 train_caltech ...` on this machine. Built with the `mpi`
-//! feature (`cargo test --features mpi --test mpi`); without Open MPI's `mpirun` the tests
-//! skip with a note, unless `ALEXNET_REQUIRE_MPI` is set (CI sets it).
+//! feature and the pause points of `fault-injection` (`cargo test --features
+//! mpi,fault-injection --test mpi`); without Open MPI's `mpirun` the tests skip with a
+//! note, unless `ALEXNET_REQUIRE_MPI` is set (CI sets it).
 
-#![cfg(feature = "mpi")]
+#![cfg(all(feature = "mpi", feature = "fault-injection"))]
 
 mod common;
 

@@ -12,9 +12,9 @@ use alexnet::{
     model::AlexNetConfig,
     train::{
         config::Precision,
-        fit::train,
         step::{GradientOptions, batch_gradients},
-        tensorboard::read_event_dir,
+        tfevents::read_event_dir,
+        trainer::train,
     },
 };
 use common::{assert_learned_in_shards, curve, separable_dataset, serial, tiny_config};

@@ -15,9 +15,9 @@ use alexnet::{
     model::{AlexNet, AlexNetConfig, Variant},
     train::{
         checkpoint::CheckpointStore,
+        commands::export::{ExportCommand, categories_path, export_command},
         device::parse_device,
-        export::{ExportCommand, categories_path, export_command},
-        fit::train,
+        trainer::train,
     },
 };
 use common::{curve, separable_dataset, serial, tiny_config};

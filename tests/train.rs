@@ -13,9 +13,9 @@ use alexnet::{
         checkpoint::CheckpointStore,
         config::Resume,
         eval::{TestView, test},
-        fit::train,
         metrics::EpochMetrics,
-        tensorboard::read_event_dir,
+        tfevents::read_event_dir,
+        trainer::train,
     },
 };
 use common::{

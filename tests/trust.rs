@@ -13,10 +13,10 @@ use alexnet::{
     train::{
         checkpoint::{CheckpointStore, TrainerState},
         config::Precision,
-        fit::train,
-        schedule::{Schedule, SchedulerConfig},
+        optim::{Schedule, SchedulerConfig},
         step::{GradientOptions, ShardThreads, batch_gradients},
-        tensorboard::read_event_dir,
+        tfevents::read_event_dir,
+        trainer::train,
     },
 };
 use common::{assert_one_point_per_epoch, serial, tiny_config, within_1e6};

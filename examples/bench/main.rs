@@ -37,7 +37,7 @@ use alexnet::{
     train::{
         config::{Precision, TrainConfig},
         distributed::ProcessGroup,
-        sgd::Sgd,
+        optim::Sgd,
         step::Stepper,
     },
 };

@@ -157,10 +157,11 @@ pub fn test_seed() -> u64 {
         .unwrap_or(42)
 }
 
-/// What `tests/tensorboard_steps.py DIR EXTRA…` prints, run by the Python in
-/// `ALEXNET_TENSORBOARD_PYTHON`. `None` (with a note) when that is unset, unless
-/// `ALEXNET_REQUIRE_TENSORBOARD` is set: CI sets both.
-fn tensorboard_reader(dir: &Path, extra: &[&str]) -> Option<String> {
+/// TensorBoard's own reader (`EventAccumulator` of the `tensorboard` Python package,
+/// through `tfevents::Accumulator`) with the Python in `ALEXNET_TENSORBOARD_PYTHON`.
+/// `None` (with a note) when that is unset, unless `ALEXNET_REQUIRE_TENSORBOARD` is set:
+/// CI sets both.
+fn tensorboard_reader() -> Option<alexnet::train::tfevents::Accumulator> {
     let Some(python) = std::env::var_os("ALEXNET_TENSORBOARD_PYTHON") else {
         assert!(
             std::env::var_os("ALEXNET_REQUIRE_TENSORBOARD").is_none(),
@@ -169,43 +170,26 @@ fn tensorboard_reader(dir: &Path, extra: &[&str]) -> Option<String> {
         eprintln!("note: ALEXNET_TENSORBOARD_PYTHON unset; TensorBoard's own reader not run");
         return None;
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tensorboard_steps.py");
-    let output = std::process::Command::new(python)
-        .arg(script)
-        .arg(dir)
-        .args(extra)
-        .output()
-        .expect("run the TensorBoard reader");
-    assert!(
-        output.status.success(),
-        "TensorBoard's reader failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Some(String::from_utf8_lossy(&output.stdout).into_owned())
+    Some(alexnet::train::tfevents::Accumulator::new(python))
 }
 
-/// The steps TensorBoard's own reader (`EventAccumulator` of the `tensorboard` Python
-/// package) sees for each tag of `dir` ([`tensorboard_reader`]).
+/// The steps TensorBoard's own reader sees for each tag of `dir`.
 pub fn tensorboard_steps(dir: &Path) -> Option<std::collections::BTreeMap<String, Vec<u64>>> {
-    let text = tensorboard_reader(dir, &[])?;
-    let mut steps = std::collections::BTreeMap::new();
-    for line in text.lines() {
-        let (tag, list) = line.split_once('\t').expect("tag<TAB>steps");
-        let list: Vec<u64> = list
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse().expect("a step"))
-            .collect();
-        steps.insert(tag.to_string(), list);
-    }
-    Some(steps)
+    Some(
+        tensorboard_reader()?
+            .steps(dir)
+            .expect("TensorBoard's reader"),
+    )
 }
 
 /// The node names of the graph TensorBoard's own reader finds in `dir` (its
 /// `EventAccumulator.Graph()`).
 pub fn tensorboard_graph(dir: &Path) -> Option<Vec<String>> {
-    let text = tensorboard_reader(dir, &["--graph"])?;
-    Some(text.lines().map(str::to_string).collect())
+    Some(
+        tensorboard_reader()?
+            .graph_nodes(dir)
+            .expect("TensorBoard's reader"),
+    )
 }
 
 /// The example binary `name`, brought up to date once per test process (`cargo test
@@ -228,8 +212,15 @@ pub fn example(name: &str) -> PathBuf {
             .args(["build", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         // The binary must have the features this test was built with.
-        if cfg!(feature = "mpi") {
-            build.args(["--features", "mpi"]);
+        let features: Vec<&str> = [
+            (cfg!(feature = "mpi"), "mpi"),
+            (cfg!(feature = "fault-injection"), "fault-injection"),
+        ]
+        .into_iter()
+        .filter_map(|(on, feature)| on.then_some(feature))
+        .collect();
+        if !features.is_empty() {
+            build.args(["--features", &features.join(",")]);
         }
         if profile_dir.ends_with("release") {
             build.arg("--release");
@@ -300,12 +291,9 @@ pub fn within_1e6(x: f64, y: f64) -> bool {
 /// every curve and one at step 0 for the summary and preview, as this project's reader
 /// sees it and, where available, TensorBoard's own ([`tensorboard_steps`]). Returns
 /// this project's view for further checks.
-pub fn assert_one_point_per_epoch(
-    dir: &Path,
-    epochs: u64,
-) -> alexnet::train::tensorboard::EventLog {
+pub fn assert_one_point_per_epoch(dir: &Path, epochs: u64) -> alexnet::train::tfevents::EventLog {
     let expected: Vec<u64> = (1..=epochs).collect();
-    let events = alexnet::train::tensorboard::read_event_dir(dir).expect("event files");
+    let events = alexnet::train::tfevents::read_event_dir(dir).expect("event files");
     for (tag, points) in &events.scalars {
         let steps: Vec<u64> = points.iter().map(|p| p.0).collect();
         assert_eq!(steps, expected, "{tag}");

@@ -46,7 +46,7 @@ pub enum TrainError {
         path: PathBuf,
         /// Why.
         #[source]
-        source: crate::data::LoadCause,
+        source: LoadCause,
     },
     /// The data loader failed.
     #[error("data loader: {0}")]
@@ -78,14 +78,9 @@ pub enum TrainError {
         /// Why it cannot be used.
         reason: String,
     },
-    /// Writing TensorBoard events failed.
-    #[error("tensorboard {path}: {reason}")]
-    TensorBoard {
-        /// The event file or folder.
-        path: PathBuf,
-        /// Why.
-        reason: String,
-    },
+    /// Writing or reading TensorBoard events failed.
+    #[error(transparent)]
+    TensorBoard(#[from] tfevents::EventsError),
     /// An I/O error on a named path.
     #[error("{path}: {source}")]
     Io {
@@ -95,24 +90,9 @@ pub enum TrainError {
         #[source]
         source: std::io::Error,
     },
-    /// A checkpoint file could not be read.
-    #[error("checkpoint {path}: {source}")]
-    CheckpointIo {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A checkpoint's `state.json` could not be written or parsed.
-    #[error("checkpoint {path}: state unreadable: {source}")]
-    CheckpointState {
-        /// The file or folder.
-        path: PathBuf,
-        /// The JSON error.
-        #[source]
-        source: serde_json::Error,
-    },
+    /// A checkpoint could not be written, read or verified.
+    #[error(transparent)]
+    Store(#[from] runfiles::StoreError),
     /// A checkpoint's model or optimizer record could not be read.
     #[error("checkpoint {path}: {what} unreadable: {source}")]
     CheckpointRecord {
@@ -160,6 +140,23 @@ pub enum TrainError {
     /// A step failed after taking the model (a bug: the model cannot be recovered).
     #[error("the model was lost by a failed step")]
     ModelLost,
+}
+
+/// Why an image could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadCause {
+    /// Reading the file.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// Decoding it.
+    #[error(transparent)]
+    Decode(#[from] alexnet_prep::DecodeError),
+    /// Augmenting it.
+    #[error(transparent)]
+    Augment(#[from] alexnet_augment::AugmentError),
+    /// Bringing it to the processed size (`classify`, which takes raw images).
+    #[error("resizing: {0}")]
+    Resize(String),
 }
 
 /// `Result` with [`TrainError`].

@@ -8,19 +8,19 @@ use std::{
 };
 
 use alexnet_augment::{OpConfig, Pipeline};
-use alexnet_model::AlexNet;
+use alexnet_model::{AlexNet, AlexNetConfig};
 use alexnet_prep::{CATEGORIES_CSV, Category, ProcessedDataset, Split};
 use burn::{module::Module, prelude::*};
 
 use crate::{
-    checkpoint::CheckpointStore,
-    config::{ExperimentConfig, Overrides, Precision},
+    checkpoint::{Checkpoint, CheckpointStore},
+    config::{ExperimentConfig, Precision},
     data::{ImageBatcher, ImageDataset, eval_loader, for_each_batch, loader_pool},
     device::parse_device,
     error::{IoContext, Result, TrainError, invalid},
+    inputs::{build_pipelines, check_same_classes, class_labels},
     io::write_atomic,
     metrics::{Accumulator, average_crops},
-    session::{RUN_CONFIG, build_pipelines, check_same_classes, class_labels, default_run_dir},
     step::to_host,
 };
 
@@ -66,101 +66,6 @@ pub fn evaluate(
         Ok(())
     })?;
     Ok((accumulator, per_class))
-}
-
-/// The prepared dataset to evaluate a run on: the one given (`train.data` or
-/// `prep.output`), else the one the run trained on (its `config.toml`), else the demo
-/// dataset, with a warning, as [`resolve_data`](crate::session::resolve_data) would. Sets `train.data`.
-pub fn resolve_test_data(config: &mut ExperimentConfig, run_dir: &Path) -> Result<PathBuf> {
-    let given = config.train.data.is_some() || config.prep.output.is_some();
-    let recorded = run_dir.join(RUN_CONFIG);
-    if !given && recorded.is_file() {
-        let trained = ExperimentConfig::load(&recorded)?;
-        if let Some(data) = trained.train.data {
-            tracing::info!(
-                "evaluating on the dataset the run trained on, {} (from {})",
-                data.display(),
-                recorded.display()
-            );
-            config.train.data = Some(data);
-        }
-    }
-    if config.train.data.is_none() && config.prep.output.is_none() {
-        tracing::warn!(
-            "no dataset given and {} records none: evaluating on the built-in demo dataset",
-            recorded.display()
-        );
-    }
-    crate::session::resolve_data(config, false)
-}
-
-/// What the `test_caltech` example asks for.
-#[derive(Debug, Clone)]
-pub struct TestCommand<'a> {
-    /// `--config`; else the run directory's `config.toml`, else `demo_config`.
-    pub config: Option<&'a Path>,
-    /// The built-in demo's TOML text and the name it is known by.
-    pub demo_config: (&'a str, &'a Path),
-    /// `--run-dir`; else `runs/<config file stem>` (`runs/demo` without a config).
-    pub run_dir: Option<PathBuf>,
-    /// `--checkpoint`; else the run's latest.
-    pub checkpoint: Option<PathBuf>,
-    /// The split to evaluate.
-    pub split: Split,
-    /// How images are presented.
-    pub view: TestView,
-    /// `--data`, `--device`.
-    pub overrides: Overrides,
-}
-
-/// What the `test_caltech` example calls: the config resolved as [`TestCommand`] says,
-/// the dataset as [`resolve_test_data`] finds it, then [`test`].
-pub fn test_command(command: &TestCommand) -> Result<TestReport> {
-    let (mut config, run_dir) = run_config(
-        command.config,
-        command.demo_config,
-        command.run_dir.clone(),
-        &command.overrides,
-    )?;
-    if !run_dir.is_dir() && command.checkpoint.is_none() {
-        return Err(invalid(
-            "--run-dir",
-            format!(
-                "run directory {} does not exist (train first, or pass --run-dir / --checkpoint)",
-                run_dir.display()
-            ),
-        ));
-    }
-    let _log = crate::logging::init(&config.logging, None)?;
-    resolve_test_data(&mut config, &run_dir)?;
-    test(
-        &config,
-        &run_dir,
-        command.checkpoint.as_deref(),
-        command.split,
-        command.view,
-    )
-}
-
-/// The config and run directory a command on a trained run uses: `config` (`--config`),
-/// else the run directory's `config.toml` (what training used), else `demo_config`; the
-/// run directory is `run_dir`, else `runs/<config file stem>` (`runs/demo` without a
-/// config). `overrides` (the command's flags) are applied.
-pub(crate) fn run_config(
-    config: Option<&Path>,
-    demo_config: (&str, &Path),
-    run_dir: Option<PathBuf>,
-    overrides: &Overrides,
-) -> Result<(ExperimentConfig, PathBuf)> {
-    let name = config
-        .and_then(|path| path.file_stem())
-        .map_or("demo".to_string(), |s| s.to_string_lossy().into_owned());
-    let run_dir = run_dir.unwrap_or_else(|| default_run_dir(&name));
-    let recorded = run_dir.join(RUN_CONFIG);
-    let file = config.or_else(|| recorded.is_file().then_some(recorded.as_path()));
-    let mut config = ExperimentConfig::load_or(file, Some(demo_config))?;
-    config.apply(overrides);
-    Ok((config, run_dir))
 }
 
 /// What [`test`] measured.
@@ -224,6 +129,15 @@ impl TestView {
             (false, false) => Self::Config,
         }
     }
+
+    /// The view's name in the per-class CSV's file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Config => "config",
+            Self::CenterCrop => "center",
+            Self::TenCrop => "tencrop",
+        }
+    }
 }
 
 /// Evaluates a run's checkpoint (`checkpoint`, else the run's latest) on `split`.
@@ -243,53 +157,11 @@ pub fn test(
     let data = ProcessedDataset::open(&data_dir)?;
     let store = CheckpointStore::new(run_dir, config.train.keep_last);
     let loaded = store.load_given_or_latest(checkpoint)?;
+    check_checkpoint_fits(&loaded, &data)?;
     let model_config = loaded.state.model.clone();
-    if model_config.num_classes != Some(data.num_classes()) {
-        return Err(TrainError::Checkpoint {
-            path: loaded.dir.clone(),
-            reason: format!(
-                "has {:?} classes but {} lists {}",
-                model_config.num_classes,
-                data_dir.join(CATEGORIES_CSV).display(),
-                data.num_classes()
-            ),
-        });
-    }
-    check_same_classes(
-        &loaded.dir,
-        &loaded.state.classes,
-        &class_labels(&data),
-        &data_dir,
-    )?;
-    let mut config = config.clone();
-    let [height, width] = {
-        let (_, eval) = build_pipelines(&config, &data, &model_config)?;
-        eval.output_size()
-    };
-    let photometric: Vec<OpConfig> = config
-        .augment
-        .eval
-        .iter()
-        .filter(|op| matches!(op, OpConfig::Normalize { .. }))
-        .cloned()
-        .collect();
-    let geometric = match view {
-        TestView::Config => None,
-        TestView::CenterCrop => Some(OpConfig::CenterCrop {
-            size: [height, width],
-        }),
-        TestView::TenCrop => Some(OpConfig::TenCrop {
-            size: [height, width],
-        }),
-    };
-    if let Some(op) = geometric {
-        config.augment.eval = std::iter::once(op).chain(photometric).collect();
-    }
-    let (_, pipeline) = build_pipelines(&config, &data, &model_config)?;
-    let device = parse_device(config.train.device.split(',').next().unwrap_or_default())?;
+    let pipeline = view_pipeline(config, &data, &model_config, view)?;
+    let device = parse_device(config.train.first_device())?;
     let model = loaded.load_model(model_config.init(&device)?)?;
-    let dataset = ImageDataset::new(&data, split);
-    let pool = loader_pool(config.train.loader_threads)?;
     let batch_size = if view == TestView::TenCrop {
         config.train.eval_batch_size.div_ceil(10).max(1)
     } else {
@@ -300,9 +172,10 @@ pub fn test(
         precision: config.train.precision,
         device,
         prefetch: config.train.prefetch,
-        pool,
+        pool: loader_pool(config.train.loader_threads)?,
     };
-    let (accumulator, per_class) = evaluate(&model, &dataset, Arc::clone(&pipeline), &options)?;
+    let dataset = ImageDataset::new(&data, split);
+    let (accumulator, per_class) = evaluate(&model, &dataset, pipeline, &options)?;
     if !accumulator.loss().is_finite() {
         return Err(TrainError::Checkpoint {
             path: loaded.dir.clone(),
@@ -312,17 +185,12 @@ pub fn test(
             ),
         });
     }
-
     let eval_dir = run_dir.join("eval");
     fs::create_dir_all(&eval_dir).at(&eval_dir)?;
-    let view_name = match view {
-        TestView::Config => "config",
-        TestView::CenterCrop => "center",
-        TestView::TenCrop => "tencrop",
-    };
     let csv_path = eval_dir.join(format!(
-        "{split}-epoch-{:04}-{view_name}.csv",
-        loaded.state.epoch
+        "{split}-epoch-{:04}-{}.csv",
+        loaded.state.epoch,
+        view.name()
     ));
     write_atomic(&csv_path, &per_class_csv(data.categories(), &per_class)?)?;
     Ok(TestReport {
@@ -335,6 +203,55 @@ pub fn test(
         per_class_csv: csv_path,
         split,
     })
+}
+
+/// A checkpoint is tested only on a dataset of its classes.
+fn check_checkpoint_fits(loaded: &Checkpoint, data: &ProcessedDataset) -> Result<()> {
+    let model_config = &loaded.state.model;
+    if model_config.num_classes != Some(data.num_classes()) {
+        return Err(TrainError::Checkpoint {
+            path: loaded.dir.clone(),
+            reason: format!(
+                "has {:?} classes but {} lists {}",
+                model_config.num_classes,
+                data.root().join(CATEGORIES_CSV).display(),
+                data.num_classes()
+            ),
+        });
+    }
+    check_same_classes(
+        &loaded.dir,
+        &loaded.state.classes,
+        &class_labels(data),
+        data.root(),
+    )
+}
+
+/// The eval pipeline `view` asks for: the config's, or its photometric ops behind one
+/// central crop or the ten crops, of the config's eval output size.
+fn view_pipeline(
+    config: &ExperimentConfig,
+    data: &ProcessedDataset,
+    model_config: &AlexNetConfig,
+    view: TestView,
+) -> Result<Arc<Pipeline>> {
+    let (_, configured) = build_pipelines(config, data, model_config)?;
+    let size = configured.output_size();
+    let geometric = match view {
+        TestView::Config => return Ok(configured),
+        TestView::CenterCrop => OpConfig::CenterCrop { size },
+        TestView::TenCrop => OpConfig::TenCrop { size },
+    };
+    let photometric = config
+        .augment
+        .eval
+        .iter()
+        .filter(|op| matches!(op, OpConfig::Normalize { .. }))
+        .cloned();
+    let mut config = config.clone();
+    config.augment.eval = std::iter::once(geometric).chain(photometric).collect();
+    let (_, pipeline) = build_pipelines(&config, data, model_config)?;
+    Ok(pipeline)
 }
 
 /// One row of the per-class accuracy CSV.

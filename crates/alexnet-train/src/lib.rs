@@ -4,12 +4,12 @@
 //! ReduceLROnPlateau, TensorBoard, NaN detection, multiple devices and mixed precision.
 //!
 //! ```no_run
-//! use alexnet_train::{config::ExperimentConfig, fit, session};
+//! use alexnet_train::{ExperimentConfig, commands, trainer};
 //!
-//! let mut config = ExperimentConfig::load("configs/demo.toml".as_ref())?;
-//! session::resolve_data(&mut config, true)?; // builds the demo dataset when none is set
-//! config.train.run_dir = Some(session::default_run_dir("demo"));
-//! let summary = fit::train(&config, &mut |metrics| {
+//! let mut config = ExperimentConfig::demo();
+//! commands::resolve_data(&mut config, true)?; // builds the demo dataset when none is set
+//! config.train.run_dir = Some(commands::default_run_dir("demo"));
+//! let summary = trainer::train(&config, &mut |metrics| {
 //!     println!("epoch {}: val acc {:.1}%", metrics.epoch, 100.0 * metrics.val_top1);
 //!     true // keep going
 //! })?;
@@ -17,36 +17,43 @@
 //! # Ok::<(), alexnet_train::error::TrainError>(())
 //! ```
 //!
-//! Modules, in the order a run uses them: [`config`] (the TOML file and the flags that
-//! override it), [`device`] (`--device` strings; the only place a backend is named),
-//! [`session`] (a run checked and loaded before anything is written), [`data`] (Burn
-//! dataset, batcher and loaders), [`step`] (loss and batch gradients over devices),
-//! [`loss_scale`] (f16), [`sgd`], [`schedule`] (ReduceLROnPlateau and Burn's
-//! schedulers), [`fit`] (the epoch loop), [`eval`] (evaluation and testing a
-//! checkpoint), [`export`] (a checkpoint to PyTorch's key names), [`classify`] (a model on image files), [`checkpoint`], [`tensorboard`], [`logging`], [`metrics`], [`io`], [`distributed`] (data-parallel training over processes: MPI).
+//! Modules, leaves first: [`error`], [`device`] (`--device` strings; the only place a
+//! backend is named), [`io`], [`metrics`], [`logging`] (TensorBoard's files are the [`tfevents`] crate's); [`config`]
+//! (the TOML file and the flags that override it; each section beside its owner);
+//! [`data`] (Burn dataset, batcher, loaders, shares); [`optim`] (SGD, the schedule, f16
+//! loss scaling); [`distributed`] (the process group and MPI); [`step`] (the loss and a
+//! batch's gradients over devices and ranks); [`checkpoint`]; [`eval`] (evaluation and
+//! testing a checkpoint); [`trainer`] (a run checked, then its epochs, and what is kept
+//! of each); [`commands`] (what the examples call, and their one rule for configs and
+//! run directories).
 
 pub mod checkpoint;
-pub mod classify;
+pub mod commands;
 pub mod config;
 pub mod data;
 pub mod device;
 pub mod distributed;
 pub mod error;
 pub mod eval;
-pub mod export;
-pub mod fit;
+mod faults;
+mod inputs;
 pub mod io;
 pub mod logging;
-pub mod loss_scale;
 pub mod metrics;
+pub mod optim;
 mod report;
-pub mod schedule;
-pub mod session;
-pub mod sgd;
 pub mod step;
-pub mod tensorboard;
+pub mod trainer;
 
 /// The Burn version this crate is built on, for devices and tensors in your own code.
 pub use burn;
 pub use config::ExperimentConfig;
 pub use error::{Result, TrainError};
+pub use inputs::{build_pipelines, check_same_classes, class_labels, resolve_model};
+/// The TensorBoard event files a run writes, and their reader.
+pub use tfevents;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -5,12 +5,12 @@ use std::{ops::ControlFlow, path::Path, sync::Arc};
 
 use alexnet_augment::Pipeline;
 use burn::prelude::*;
+use tfevents::EventWriter;
 
 use crate::{
     data::{ImageBatcher, ImageDataset, for_each_batch_until, train_loader},
     error::{Result, TrainError},
     metrics::EpochMetrics,
-    tensorboard::TensorBoard,
 };
 
 /// Opens the run's TensorBoard folder for a session starting after `epochs_done`
@@ -22,9 +22,9 @@ use crate::{
 /// everything when a run killed before its first checkpoint starts over. A folder
 /// written before sessions were marked gets one more, so that this restart is not taken
 /// for the beginning.
-pub(crate) fn open_tensorboard(dir: &Path, epochs_done: usize) -> Result<TensorBoard> {
-    let earlier_starts = crate::tensorboard::session_starts(dir)?;
-    let mut board = TensorBoard::create(dir)?;
+pub(crate) fn open_tensorboard(dir: &Path, epochs_done: usize) -> Result<EventWriter> {
+    let earlier_starts = tfevents::session_starts(dir)?;
+    let mut board = EventWriter::create(dir, "alexnet")?;
     let first_step = if epochs_done == 0 {
         0
     } else {
@@ -55,7 +55,7 @@ pub(crate) fn log_epoch(metrics: &EpochMetrics, epochs: usize) {
 
 /// The epoch's point on every curve (the loss scale and skipped steps under f16 only).
 pub(crate) fn write_scalars(
-    board: &mut TensorBoard,
+    board: &mut EventWriter,
     metrics: &EpochMetrics,
     loss_scaling: bool,
 ) -> Result<()> {
@@ -71,7 +71,7 @@ pub(crate) fn write_scalars(
         board.scalar("loss_scale", metrics.loss_scale, step)?;
         board.scalar("skipped_steps", metrics.skipped_steps as f64, step)?;
     }
-    board.flush()
+    Ok(board.flush()?)
 }
 
 /// A grid of the first `count` training images of epoch 1 as the network sees them
@@ -127,16 +127,14 @@ pub(crate) fn preview_grid(
 
 /// The network's layers as TensorBoard graph nodes: an `input` placeholder, then each
 /// layer of the text summary fed by the one before it.
-pub(crate) fn graph_nodes(
-    summary: &alexnet_model::ModelSummary,
-) -> Vec<crate::tensorboard::GraphNode> {
+pub(crate) fn graph_nodes(summary: &alexnet_model::ModelSummary) -> Vec<tfevents::GraphNode> {
     let batch = |shape: &[usize]| {
         std::iter::once(-1)
             .chain(shape.iter().map(|&size| size as i64))
             .collect::<Vec<i64>>()
     };
     let [height, width] = summary.input;
-    let mut nodes = vec![crate::tensorboard::GraphNode {
+    let mut nodes = vec![tfevents::GraphNode {
         name: "input".into(),
         op: "Placeholder".into(),
         inputs: Vec::new(),
@@ -145,7 +143,7 @@ pub(crate) fn graph_nodes(
     }];
     for layer in &summary.layers {
         let previous = nodes.last().map(|node| node.name.clone());
-        nodes.push(crate::tensorboard::GraphNode {
+        nodes.push(tfevents::GraphNode {
             name: layer.name.clone(),
             op: layer
                 .kind

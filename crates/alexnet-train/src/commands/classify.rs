@@ -7,13 +7,15 @@ use alexnet_augment::Pipeline;
 use alexnet_prep::{DecodeOptions, ProcessedDataset, SquareResizer, decode_rgb8};
 use burn::{module::Module, prelude::*};
 
+use alexnet_model::AlexNet;
+
+use super::command_config;
 use crate::{
     checkpoint::CheckpointStore,
-    config::Overrides,
-    data::{LoadCause, channel_stats},
+    config::{ExperimentConfig, Overrides},
+    data::channel_stats,
     device::parse_device,
-    error::{IoContext, Result, TrainError, invalid},
-    eval::run_config,
+    error::{IoContext, LoadCause, Result, TrainError, invalid},
     metrics::average_crops,
     step::to_host,
 };
@@ -21,12 +23,8 @@ use crate::{
 /// What the `classify` example asks for.
 #[derive(Debug, Clone)]
 pub struct ClassifyCommand<'a> {
-    /// `--config`; else the run directory's `config.toml`, else `demo_config`.
+    /// `--config`; else as [`command_config`] says (the run directory's `config.toml`).
     pub config: Option<&'a Path>,
-    /// The built-in demo's TOML text and the name it is known by.
-    pub demo_config: (&'a str, &'a Path),
-    /// `--run-dir`; else `runs/<config file stem>`.
-    pub run_dir: Option<PathBuf>,
     /// `--checkpoint`; else the run's latest.
     pub checkpoint: Option<PathBuf>,
     /// `--weights`: a PyTorch or safetensors file for the config's `[model]` instead of a
@@ -37,7 +35,8 @@ pub struct ClassifyCommand<'a> {
     pub labels: Option<PathBuf>,
     /// How many labels to give per image.
     pub top: usize,
-    /// `--device`, `--data` (whose statistics a `"dataset"` normalization uses).
+    /// `--run-dir`, `--device`, `--data` (whose statistics a `"dataset"` normalization
+    /// uses).
     pub overrides: Overrides,
 }
 
@@ -52,7 +51,7 @@ pub struct Prediction {
 
 /// A model with what it needs to classify raw images.
 pub struct Classifier {
-    model: alexnet_model::AlexNet,
+    model: AlexNet,
     device: Device,
     labels: Vec<String>,
     resizer_size: u32,
@@ -100,47 +99,9 @@ impl Classifier {
         if command.top == 0 {
             return Err(invalid("--top", "must be at least 1"));
         }
-        let (config, run_dir) = run_config(
-            command.config,
-            command.demo_config,
-            command.run_dir.clone(),
-            &command.overrides,
-        )?;
-        let device = parse_device(config.train.device.split(',').next().unwrap_or_default())?;
-        let given_labels = command.labels.as_deref().map(read_labels).transpose()?;
-        let (model, labels) = match &command.weights {
-            Some(weights) => {
-                let labels = given_labels.ok_or_else(|| {
-                    invalid("--labels", "--weights needs the class names (one a line)")
-                })?;
-                let model_config = config.model.clone().with_num_classes(labels.len());
-                let model = model_config.init(&device)?.load_pytorch(weights, false)?;
-                (model, labels)
-            }
-            None => {
-                let store = CheckpointStore::new(&run_dir, 1);
-                let loaded = store.load_given_or_latest(command.checkpoint.as_deref())?;
-                let model = loaded.load_model(loaded.state.model.init(&device)?)?;
-                let labels = match given_labels {
-                    Some(labels) => labels,
-                    None if loaded.state.classes.is_empty() => (0..model.num_classes())
-                        .map(|class| format!("class {class}"))
-                        .collect(),
-                    None => loaded.state.classes.clone(),
-                };
-                (model, labels)
-            }
-        };
-        if labels.len() != model.num_classes() {
-            return Err(invalid(
-                "--labels",
-                format!(
-                    "lists {} classes but the model has {}",
-                    labels.len(),
-                    model.num_classes()
-                ),
-            ));
-        }
+        let (config, run_dir) = command_config(command.config, &command.overrides, true)?;
+        let device = parse_device(config.train.first_device())?;
+        let (model, labels) = model_and_labels(command, &config, &run_dir, &device)?;
         // "dataset" normalization values come from the run's dataset, when it is there.
         let data = config.train.data.clone().or(config.prep.output.clone());
         let stats = data
@@ -170,7 +131,54 @@ impl Classifier {
             dtype: config.train.precision.float_dtype(),
         })
     }
+}
 
+/// The model `command` names (its weight file, else the run's checkpoint) and its class
+/// labels (`--labels`, else the checkpoint's), which must be as many as its classes.
+fn model_and_labels(
+    command: &ClassifyCommand,
+    config: &ExperimentConfig,
+    run_dir: &Path,
+    device: &Device,
+) -> Result<(AlexNet, Vec<String>)> {
+    let given_labels = command.labels.as_deref().map(read_labels).transpose()?;
+    let (model, labels) = match &command.weights {
+        Some(weights) => {
+            let labels = given_labels.ok_or_else(|| {
+                invalid("--labels", "--weights needs the class names (one a line)")
+            })?;
+            let model_config = config.model.clone().with_num_classes(labels.len());
+            let model = model_config.init(device)?.load_pytorch(weights, false)?;
+            (model, labels)
+        }
+        None => {
+            let store = CheckpointStore::new(run_dir, 1);
+            let loaded = store.load_given_or_latest(command.checkpoint.as_deref())?;
+            let model = loaded.load_model(loaded.state.model.init(device)?)?;
+            let labels = match given_labels {
+                Some(labels) => labels,
+                None if loaded.state.classes.is_empty() => (0..model.num_classes())
+                    .map(|class| format!("class {class}"))
+                    .collect(),
+                None => loaded.state.classes.clone(),
+            };
+            (model, labels)
+        }
+    };
+    if labels.len() != model.num_classes() {
+        return Err(invalid(
+            "--labels",
+            format!(
+                "lists {} classes but the model has {}",
+                labels.len(),
+                model.num_classes()
+            ),
+        ));
+    }
+    Ok((model, labels))
+}
+
+impl Classifier {
     /// The `top` most probable labels for the image file `path`, most probable first.
     pub fn classify(&self, path: &Path, top: usize) -> Result<Vec<Prediction>> {
         let failed = |source: LoadCause| TrainError::Image {

@@ -1,8 +1,6 @@
 //! Learning-rate schedules, stepped once per epoch: PyTorch's `ReduceLROnPlateau`
-//! (which Burn lacks) and Burn's own schedulers.
-//!
-//! Over 400 lines: a quarter is unit tests (one against PyTorch's own sequence), and
-//! the rest is one concern (the schedules, their validation and their resumable state).
+//! (which Burn lacks) and Burn's own schedulers, with their validation and resumable
+//! state; the tests check the plateau schedule against PyTorch's own sequence.
 
 use burn::optim::lr_scheduler::{
     cosine::CosineAnnealingLrSchedulerConfig, exponential::ExponentialLrSchedulerConfig,
@@ -132,6 +130,8 @@ pub enum SchedulerConfig {
     },
 }
 
+// PyTorch's defaults, for the keys a config may leave out (serde) and for
+// `SchedulerConfig::default()` alike.
 fn half() -> f64 {
     0.5
 }
@@ -149,17 +149,18 @@ fn tenth() -> f64 {
 }
 
 impl Default for SchedulerConfig {
+    /// The original's: ReduceLROnPlateau on the training loss with PyTorch's defaults.
     fn default() -> Self {
         SchedulerConfig::Plateau {
-            metric: Metric::TrainLoss,
-            mode: PlateauMode::Min,
-            factor: 0.5,
-            patience: 5,
-            threshold: 1e-4,
-            threshold_mode: ThresholdMode::Rel,
+            metric: Metric::default(),
+            mode: PlateauMode::default(),
+            factor: half(),
+            patience: five(),
+            threshold: threshold(),
+            threshold_mode: ThresholdMode::default(),
             cooldown: 0,
             min_lr: 0.0,
-            eps: 1e-8,
+            eps: eps(),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! so optimizer records of either can be read by the other.
 //!
 //! ```
-//! use alexnet_train::sgd::{Sgd, SgdParams};
+//! use alexnet_train::optim::sgd::{Sgd, SgdParams};
 //! use burn::optim::ModuleOptimizer;
 //!
 //! let sgd = Sgd::from(SgdParams { momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 5e-4 });

@@ -1,0 +1,60 @@
+//! `train_caltech`: a config and flags to a trained run.
+
+use std::path::Path;
+
+use super::{command_config, resolve_data};
+use crate::{
+    config::Overrides,
+    distributed::ProcessGroup,
+    error::Result,
+    logging::ConsoleLog,
+    trainer::{TrainSummary, Trainer},
+};
+
+/// What the `train_caltech` example calls: the config and run directory by
+/// [`command_config`]'s rule (`config_file`, then `overrides`), checked, the data
+/// resolved (the demo built when none is configured), then trained with the console
+/// log copied to the run's `train.log`. Nothing is written before every input has been
+/// checked.
+pub fn train_command(config_file: Option<&Path>, overrides: &Overrides) -> Result<TrainSummary> {
+    let (mut config, run_dir) = command_config(config_file, overrides, false)?;
+    config.validate()?;
+    let console = crate::logging::console(&config.logging)?;
+    let group = ProcessGroup::connect(&config.distributed)?;
+    if group.size() > 1 {
+        let rank = group.rank();
+        crate::logging::set_console_prefix(&format!("[rank {rank}] "));
+        let result = train_ranked(config, group, console, &run_dir);
+        return crate::distributed::finish(rank, result);
+    }
+    resolve_data(&mut config, true)?;
+    let trainer = Trainer::prepare(&config)?;
+    let _log = console.into_file(&run_dir)?;
+    trainer.run(&mut |_| true)
+}
+
+/// [`train_command`] on one rank of several: rank 0 resolves the data first (it builds
+/// the demo dataset if needed; the others then open it), and alone keeps the log file.
+fn train_ranked(
+    mut config: crate::config::ExperimentConfig,
+    mut group: ProcessGroup,
+    console: ConsoleLog,
+    run_dir: &Path,
+) -> Result<TrainSummary> {
+    if group.is_first() {
+        resolve_data(&mut config, true)?;
+    }
+    group.barrier("the data preparation on rank 0")?;
+    if !group.is_first() {
+        resolve_data(&mut config, false)?;
+    }
+    let first = group.is_first();
+    let trainer = Trainer::prepare_in(&config, group)?;
+    let _log = if first {
+        console.into_file(run_dir)?
+    } else {
+        drop(console);
+        crate::logging::init(&config.logging, None)?
+    };
+    trainer.run(&mut |_| true)
+}

@@ -1,0 +1,248 @@
+//! The `[train]` section: the run's hyper-parameters, devices and files, checked once.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Result, invalid},
+    optim::{LossScaleConfig, SchedulerConfig},
+};
+
+/// Floating-point precision of the forward and backward passes. Weights and optimizer
+/// state stay `f32` whatever is chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Single precision throughout.
+    #[default]
+    F32,
+    /// Half precision compute with dynamic loss scaling.
+    F16,
+    /// bfloat16 compute (no loss scaling needed: it has f32's exponent range).
+    Bf16,
+}
+
+impl Precision {
+    /// The compute dtype.
+    pub fn float_dtype(self) -> burn::tensor::FloatDType {
+        match self {
+            Self::F32 => burn::tensor::FloatDType::F32,
+            Self::F16 => burn::tensor::FloatDType::F16,
+            Self::Bf16 => burn::tensor::FloatDType::BF16,
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(format!(
+                "unknown precision `{other}` (expected f32, f16 or bf16)"
+            )),
+        }
+    }
+}
+
+/// Where a run starts from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resume {
+    /// Continue from the run directory's latest checkpoint if there is one.
+    #[default]
+    Auto,
+    /// Start from scratch; refused if the run directory already holds checkpoints.
+    Never,
+    /// Continue from this checkpoint folder.
+    #[serde(untagged)]
+    Path(PathBuf),
+}
+
+impl std::str::FromStr for Resume {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Ok(match text {
+            "auto" => Self::Auto,
+            "never" => Self::Never,
+            path => Self::Path(PathBuf::from(path)),
+        })
+    }
+}
+
+/// The `[train]` section. Defaults are the original's (`train.py`, `properties.py`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// The prepared dataset (preprocessing output). Falls back to `prep.output`; with
+    /// neither, the built-in demo dataset is generated and used.
+    pub data: Option<PathBuf>,
+    /// Run directory (checkpoints, logs, TensorBoard). Default `runs/<config name>`.
+    pub run_dir: Option<PathBuf>,
+    /// Epochs to train in total (a resumed run continues up to this).
+    pub epochs: usize,
+    /// Training batch size (the last partial batch is dropped, as the original).
+    pub batch_size: usize,
+    /// Evaluation batch size (does not change results).
+    pub eval_batch_size: usize,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// SGD dampening (PyTorch's default 0; Burn's default would be 0.1).
+    pub dampening: f64,
+    /// Nesterov momentum.
+    pub nesterov: bool,
+    /// L2 weight decay, added to the gradient before momentum (as PyTorch).
+    pub weight_decay: f64,
+    /// The learning-rate schedule, stepped once per epoch.
+    pub scheduler: SchedulerConfig,
+    /// Save a checkpoint every this many epochs (and at the end).
+    pub checkpoint_interval: usize,
+    /// Epoch checkpoints kept (the newest); the best model is kept separately.
+    pub keep_last: usize,
+    /// Device(s): `flex`, `tch-cpu`, `tch-cuda:0`, `cuda:0`, `cuda:0,cuda:1`.
+    pub device: String,
+    /// Compute precision.
+    pub precision: Precision,
+    /// Loss scaling for `f16`.
+    pub loss_scale: LossScaleConfig,
+    /// Seed of shuffling, augmentation, dropout and initialization.
+    pub seed: u64,
+    /// Where to start from.
+    pub resume: Resume,
+    /// Weights a new run starts from (PyTorch `torch.save` file or safetensors, with
+    /// torchvision's or the original's key names); a resumed run ignores it.
+    pub init_from: Option<PathBuf>,
+    /// With `init_from`: the last layer starts afresh, for a dataset with other classes.
+    pub new_classifier: bool,
+    /// Batches prepared ahead of the training step.
+    pub prefetch: usize,
+    /// Threads decoding and augmenting images; 0 uses every core.
+    pub loader_threads: usize,
+    /// How many augmented training images go into the TensorBoard grid at start-up.
+    pub preview_images: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            data: None,
+            run_dir: None,
+            epochs: 100,
+            batch_size: 256,
+            eval_batch_size: 64,
+            lr: 0.01,
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: true,
+            weight_decay: 5e-4,
+            scheduler: SchedulerConfig::default(),
+            checkpoint_interval: 10,
+            keep_last: 3,
+            device: crate::device::DEFAULT_DEVICE.to_string(),
+            precision: Precision::F32,
+            loss_scale: LossScaleConfig::default(),
+            seed: 42,
+            resume: Resume::Auto,
+            init_from: None,
+            new_classifier: false,
+            prefetch: 2,
+            loader_threads: 0,
+            preview_images: 16,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The optimizer's hyper-parameters.
+    pub fn sgd(&self) -> alexnet_kernels::SgdParams {
+        alexnet_kernels::SgdParams {
+            momentum: self.momentum,
+            dampening: self.dampening,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+        }
+    }
+
+    /// The first device of [`TrainConfig::device`]: evaluation and classification run
+    /// on one.
+    pub fn first_device(&self) -> &str {
+        self.device.split(',').next().unwrap_or_default()
+    }
+
+    /// Checks every value that can be checked without the data; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(invalid("train.epochs", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(invalid("train.batch_size", "must be at least 1"));
+        }
+        if self.eval_batch_size == 0 {
+            return Err(invalid("train.eval_batch_size", "must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(invalid(
+                "train.lr",
+                format!("{} is not a positive number", self.lr),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(invalid(
+                "train.momentum",
+                format!("{} is not in [0, 1)", self.momentum),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.dampening) {
+            return Err(invalid(
+                "train.dampening",
+                format!("{} is not in [0, 1]", self.dampening),
+            ));
+        }
+        if self.nesterov && (self.momentum == 0.0 || self.dampening != 0.0) {
+            return Err(invalid(
+                "train.nesterov",
+                "Nesterov momentum needs momentum > 0 and dampening 0 (as PyTorch)",
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(invalid(
+                "train.weight_decay",
+                format!("{} is not a non-negative number", self.weight_decay),
+            ));
+        }
+        if self.checkpoint_interval == 0 {
+            return Err(invalid("train.checkpoint_interval", "must be at least 1"));
+        }
+        if self.keep_last == 0 {
+            return Err(invalid(
+                "train.keep_last",
+                "must be at least 1 (a resume needs a checkpoint)",
+            ));
+        }
+        if self.prefetch == 0 {
+            return Err(invalid("train.prefetch", "must be at least 1"));
+        }
+        match &self.init_from {
+            None if self.new_classifier => {
+                return Err(invalid(
+                    "train.new_classifier",
+                    "replaces the last layer of the weights in train.init_from (--init-from FILE), which is not set",
+                ));
+            }
+            Some(path) if !path.is_file() => {
+                return Err(invalid(
+                    "train.init_from",
+                    format!("{} is not a file", path.display()),
+                ));
+            }
+            _ => {}
+        }
+        self.loss_scale.validate()?;
+        self.scheduler.validate()
+    }
+}

@@ -1,0 +1,91 @@
+//! The trainer: a run checked and loaded before anything is written ([`setup`]), its
+//! epochs ([`epoch`]), and what is kept of each ([`policy`]: the schedule, the best model
+//! and the checkpoints).
+//!
+//! A hand-written loop rather than burn-train's `Learner`: the original steps
+//! ReduceLROnPlateau once per epoch on an epoch metric (burn-train steps schedulers per
+//! iteration, without metrics), and a run here must resume exactly (data order, random
+//! streams, scheduler), write checkpoints atomically with a fallback, stop on a NaN
+//! naming the batch, scale f16 losses, and purge TensorBoard curves on resume — none of
+//! which burn-train's hooks offer. Burn provides everything below the loop: modules,
+//! autodiff, the SGD optimizer and its state records, the data loader, schedulers.
+
+mod epoch;
+mod policy;
+mod setup;
+
+use std::path::{Path, PathBuf};
+
+use alexnet_model::AlexNet;
+use burn::prelude::*;
+
+pub use self::setup::RUN_CONFIG;
+use crate::{
+    checkpoint::{CheckpointStore, TrainerState},
+    config::ExperimentConfig,
+    error::{Result, TrainError},
+    inputs::Inputs,
+    metrics::EpochMetrics,
+    optim::Schedule,
+    step::Stepper,
+};
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The TensorBoard folder.
+    pub tensorboard_dir: PathBuf,
+    /// The last checkpoint written or resumed from.
+    pub checkpoint: Option<PathBuf>,
+    /// Every epoch's metrics, resumed ones included.
+    pub history: Vec<EpochMetrics>,
+    /// Trainable parameters of the model.
+    pub parameters: usize,
+    /// Whether the run was stopped by the observer before its last epoch.
+    pub interrupted: bool,
+    /// This process's rank in a distributed run (0 otherwise): rank 0 reports.
+    pub rank: usize,
+}
+
+/// Called after every epoch; returning `false` stops the run at once, as a kill would
+/// (no further checkpoint).
+pub type EpochObserver<'a> = dyn FnMut(&EpochMetrics) -> bool + 'a;
+
+/// Trains as `config` says (its data path and run directory must be resolved; see
+/// `commands::resolve_data`), calling `observer` after each epoch.
+pub fn train(config: &ExperimentConfig, observer: &mut EpochObserver<'_>) -> Result<TrainSummary> {
+    Trainer::prepare(config)?.run(observer)
+}
+
+/// A run that has been checked and loaded (data, pipelines, devices, model, optimizer,
+/// the checkpoint to resume from) before anything is written: every bad input is an
+/// error here, with the run directory untouched. [`Trainer::run`] trains it.
+pub struct Trainer {
+    config: ExperimentConfig,
+    run_dir: PathBuf,
+    inputs: Inputs,
+    /// The first device, plain: evaluation and the preview run there.
+    eval_device: Device,
+    /// The training devices, the optimizer and the loss scale.
+    stepper: Stepper,
+    /// The model, on the first training device; `None` only while a step holds it.
+    model: Option<AlexNet>,
+    state: TrainerState,
+    schedule: Schedule,
+    store: CheckpointStore,
+    last_checkpoint: Option<PathBuf>,
+}
+
+impl Trainer {
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// The model (an error only after a failed step lost it).
+    fn model(&self) -> Result<&AlexNet> {
+        self.model.as_ref().ok_or(TrainError::ModelLost)
+    }
+}

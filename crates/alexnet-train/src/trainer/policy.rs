@@ -1,0 +1,76 @@
+//! What the trainer keeps of each epoch: the schedule's step, the state, the best model
+//! (highest validation top-1), and a checkpoint every `train.checkpoint_interval` epochs
+//! and at the last. The checkpoint store ([`crate::checkpoint`]) decides how they are
+//! written and how many are kept; this is when.
+
+use alexnet_model::AlexNet;
+
+use super::Trainer;
+use crate::{
+    checkpoint::{BestMetric, epoch_dir_name},
+    error::{Result, TrainError},
+    metrics::EpochMetrics,
+};
+
+impl Trainer {
+    /// Records the finished epoch: schedule, state, the best model, a checkpoint every
+    /// `train.checkpoint_interval` epochs and at the last. Every rank keeps the same
+    /// state; rank 0 alone writes the files.
+    pub(super) fn keep(&mut self, metrics: &EpochMetrics) -> Result<()> {
+        let train_config = &self.config.train;
+        let stepper = &self.stepper;
+        let writes = stepper.group.is_first();
+        let model = self.model.as_ref().ok_or(TrainError::ModelLost)?;
+        let epoch = metrics.epoch;
+        self.schedule.step(metrics);
+        let state = &mut self.state;
+        state.epoch = epoch;
+        state.schedule = self.schedule.state();
+        if let Some(scaler) = &stepper.scaler {
+            state.loss_scale = scaler.state().clone();
+        }
+        state.history.push(metrics.clone());
+        let improved = state
+            .best
+            .as_ref()
+            .is_none_or(|best| metrics.val_top1 > best.val_top1);
+        if improved {
+            state.best = Some(BestMetric {
+                epoch,
+                val_top1: metrics.val_top1,
+            });
+            if writes {
+                self.store.save_best(state, &model_bytes(model)?)?;
+            }
+        }
+        let checkpoint =
+            epoch.is_multiple_of(train_config.checkpoint_interval) || epoch == train_config.epochs;
+        if checkpoint && !writes {
+            self.last_checkpoint = Some(self.store.dir().join(epoch_dir_name(epoch)));
+        } else if checkpoint {
+            let optimizer = stepper
+                .optim
+                .into_bytes()
+                .map_err(|source| TrainError::Record {
+                    what: "the optimizer state",
+                    source,
+                })?;
+            let dir = self.store.save(state, &model_bytes(model)?, &optimizer)?;
+            tracing::info!("checkpoint {}", dir.display());
+            self.last_checkpoint = Some(dir);
+        }
+        Ok(())
+    }
+}
+
+/// The model's weights as burnpack bytes.
+fn model_bytes(model: &AlexNet) -> Result<Vec<u8>> {
+    let bytes = model
+        .to_record()
+        .into_bytes()
+        .map_err(|source| TrainError::Record {
+            what: "the model weights",
+            source,
+        })?;
+    Ok(bytes.to_vec())
+}
