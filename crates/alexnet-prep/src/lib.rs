@@ -62,7 +62,7 @@ pub use error::{PrepError, Result};
 pub use format::{
     CATEGORIES_CSV, MARKER_FILE, REPORT_JSON, RGB_MEAN_JSON, TRAIN_CSV, TRAIN_DIR, VAL_CSV, VAL_DIR,
 };
-pub use preprocess::{LabelFn, Preprocessor, preprocess, progress_bar};
+pub use preprocess::{LabelFn, Preprocessor, preprocess, progress_bar, styled_progress_bar};
 pub use report::{FileWarning, PrepCounts, PrepReport, PrepTimings, SkipReason, SkippedFile};
 pub use split::{stratified_val_mask, val_count};
 pub use stats::{RgbAccumulator, RgbStats, symmetric_eigen3};

@@ -6,7 +6,7 @@
 
 use std::{fs, path::Path, time::Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -56,10 +56,18 @@ pub fn preprocess(config: &PrepConfig) -> Result<PrepReport> {
 
 /// The progress bar style used by the examples: count, rate and ETA.
 pub fn progress_bar(message: &str) -> ProgressBar {
-    let bar = ProgressBar::new(0);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} ({elapsed})")
-    {
+    styled_progress_bar(
+        0,
+        "{msg} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} ({elapsed})",
+        message,
+    )
+}
+
+/// A bar of `length` steps with indicatif's `template`, drawn on stderr four times a
+/// second when stderr is a terminal (hidden otherwise, so piped output stays clean).
+pub fn styled_progress_bar(length: u64, template: &str, message: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr_with_hz(4));
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(message.to_string());

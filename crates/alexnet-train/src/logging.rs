@@ -8,7 +8,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use tracing_subscriber::{Layer, filter::LevelFilter, fmt::MakeWriter, layer::SubscriberExt};
 
 use crate::{
@@ -221,10 +221,12 @@ impl ConsoleLog {
 /// A progress bar drawn on stderr when it is a terminal (hidden otherwise, so piped
 /// output holds only log lines), registered so log lines print above it.
 pub fn progress_bar(length: u64, template: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr_with_hz(4));
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
+    track(alexnet_prep::styled_progress_bar(length, template, ""))
+}
+
+/// Registers `bar` (one made elsewhere, such as prep's) as the one log lines print
+/// above, until [`finish_progress`].
+pub fn track(bar: ProgressBar) -> ProgressBar {
     if let Ok(mut active) = ACTIVE_BAR.lock() {
         *active = Some(bar.clone());
     }

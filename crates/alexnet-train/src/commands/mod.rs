@@ -29,6 +29,7 @@ pub use train::train_command;
 use crate::{
     config::{ExperimentConfig, Overrides},
     error::{Result, invalid},
+    logging::{finish_progress, track},
     trainer::RUN_CONFIG,
 };
 
@@ -106,12 +107,18 @@ pub fn resolve_data(config: &mut ExperimentConfig, show_progress: bool) -> Resul
         "no dataset configured: using the built-in demo dataset in {}",
         config.demo.dir.display()
     );
+    // The console writer prints log lines above this bar while prep draws it.
+    let bar = show_progress.then(|| track(alexnet_prep::progress_bar("preprocessing demo")));
     let options = DemoPrepOptions {
         reuse: true,
         overwrite: true,
-        progress: show_progress.then(|| alexnet_prep::progress_bar("preprocessing demo")),
+        progress: bar.clone(),
     };
-    let demo = prepare_demo(&config.demo, &config.prep, options)?;
+    let demo = prepare_demo(&config.demo, &config.prep, options);
+    if let Some(bar) = &bar {
+        finish_progress(bar);
+    }
+    let demo = demo?;
     if let Some(report) = &demo.report {
         tracing::info!(
             "demo dataset: {} images in {} classes ({} generated, {} odd files skipped as a real download's would be)",
