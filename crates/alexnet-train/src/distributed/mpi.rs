@@ -270,8 +270,4 @@ impl Collective for MpiCollective {
         values.copy_from_slice(&sums);
         Ok(())
     }
-
-    fn abort(&self, code: i32) -> ! {
-        self.world.abort(code)
-    }
 }
