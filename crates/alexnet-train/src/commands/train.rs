@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{command_config, resolve_data};
 use crate::{
-    config::Overrides,
+    config::{CheckedConfig, Overrides},
     distributed::ProcessGroup,
     error::Result,
     logging::ConsoleLog,
@@ -17,8 +17,8 @@ use crate::{
 /// log copied to the run's `train.log`. Nothing is written before every input has been
 /// checked.
 pub fn train_command(config_file: Option<&Path>, overrides: &Overrides) -> Result<TrainSummary> {
-    let (mut config, run_dir) = command_config(config_file, overrides, false)?;
-    config.validate()?;
+    let (config, run_dir) = command_config(config_file, overrides, false)?;
+    let mut config = config.check()?;
     let console = crate::logging::console(&config.logging)?;
     let group = ProcessGroup::connect(&config.distributed)?;
     if group.size() > 1 {
@@ -27,7 +27,7 @@ pub fn train_command(config_file: Option<&Path>, overrides: &Overrides) -> Resul
         let result = train_ranked(config, group, console, &run_dir);
         return crate::distributed::finish(rank, result);
     }
-    resolve_data(&mut config, true)?;
+    resolve_data(config.unchecked_mut(), true)?;
     let trainer = Trainer::prepare(&config)?;
     let _log = console.into_file(&run_dir)?;
     trainer.run(&mut |_| true)
@@ -36,17 +36,17 @@ pub fn train_command(config_file: Option<&Path>, overrides: &Overrides) -> Resul
 /// [`train_command`] on one rank of several: rank 0 resolves the data first (it builds
 /// the demo dataset if needed; the others then open it), and alone keeps the log file.
 fn train_ranked(
-    mut config: crate::config::ExperimentConfig,
+    mut config: CheckedConfig,
     mut group: ProcessGroup,
     console: ConsoleLog,
     run_dir: &Path,
 ) -> Result<TrainSummary> {
     if group.is_first() {
-        resolve_data(&mut config, true)?;
+        resolve_data(config.unchecked_mut(), true)?;
     }
     group.barrier("the data preparation on rank 0")?;
     if !group.is_first() {
-        resolve_data(&mut config, false)?;
+        resolve_data(config.unchecked_mut(), false)?;
     }
     let first = group.is_first();
     let trainer = Trainer::prepare_in(&config, group)?;

@@ -158,6 +158,12 @@ impl ExperimentConfig {
         self.prep.apply(&o.prep);
     }
 
+    /// This config checked once, as the trainer takes it ([`CheckedConfig`]).
+    pub fn check(self) -> Result<CheckedConfig> {
+        self.validate()?;
+        Ok(CheckedConfig(self))
+    }
+
     /// Checks every section that can be checked without data.
     pub fn validate(&self) -> Result<()> {
         self.train.validate()?;
@@ -166,5 +172,33 @@ impl ExperimentConfig {
         self.model.validate()?;
         self.distributed.validate()?;
         Ok(())
+    }
+}
+
+/// A config whose every section has been checked ([`ExperimentConfig::check`]), once:
+/// what the trainer takes, so that nothing downstream checks it again. It reads as an
+/// [`ExperimentConfig`]; only what checking does not cover (the dataset path, resolved
+/// when the run starts) can still change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedConfig(ExperimentConfig);
+
+impl std::ops::Deref for CheckedConfig {
+    type Target = ExperimentConfig;
+
+    fn deref(&self) -> &ExperimentConfig {
+        &self.0
+    }
+}
+
+impl CheckedConfig {
+    /// The config, no longer vouched for.
+    pub fn into_inner(self) -> ExperimentConfig {
+        self.0
+    }
+
+    /// The config for resolving its dataset path (`commands::resolve_data`), which no
+    /// check covers.
+    pub(crate) fn unchecked_mut(&mut self) -> &mut ExperimentConfig {
+        &mut self.0
     }
 }

@@ -54,9 +54,10 @@ pub struct TrainSummary {
 pub type EpochObserver<'a> = dyn FnMut(&EpochMetrics) -> bool + 'a;
 
 /// Trains as `config` says (its data path and run directory must be resolved; see
-/// `commands::resolve_data`), calling `observer` after each epoch.
+/// `commands::resolve_data`), calling `observer` after each epoch: the config is checked
+/// ([`ExperimentConfig::check`]), then the trainer prepared and run.
 pub fn train(config: &ExperimentConfig, observer: &mut EpochObserver<'_>) -> Result<TrainSummary> {
-    Trainer::prepare(config)?.run(observer)
+    Trainer::prepare(&config.clone().check()?)?.run(observer)
 }
 
 /// A run that has been checked and loaded (data, pipelines, devices, model, optimizer,

@@ -15,7 +15,7 @@ use burn::{
 use super::Trainer;
 use crate::{
     checkpoint::{Checkpoint, CheckpointStore, TrainerState},
-    config::{ExperimentConfig, Precision, Resume, TrainConfig},
+    config::{CheckedConfig, ExperimentConfig, Precision, Resume, TrainConfig},
     device::parse_devices,
     distributed::ProcessGroup,
     error::{IoContext, Result, TrainError, invalid},
@@ -29,15 +29,14 @@ use crate::{
 pub const RUN_CONFIG: &str = "config.toml";
 
 impl Trainer {
-    /// Checks and loads everything; writes nothing.
-    pub fn prepare(config: &ExperimentConfig) -> Result<Self> {
+    /// Checks the inputs against each other and loads everything; writes nothing.
+    pub fn prepare(config: &CheckedConfig) -> Result<Self> {
         Self::prepare_in(config, ProcessGroup::local())
     }
 
     /// [`Trainer::prepare`] for one rank of `group`: every rank must resume from the
     /// same checkpoint, and starts from rank 0's parameters.
-    pub fn prepare_in(config: &ExperimentConfig, mut group: ProcessGroup) -> Result<Self> {
-        config.validate()?;
+    pub fn prepare_in(config: &CheckedConfig, mut group: ProcessGroup) -> Result<Self> {
         let train_config = &config.train;
         let (data_dir, run_dir) = run_paths(train_config)?;
         let inputs = Inputs::open(config, data_dir)?;
@@ -70,7 +69,7 @@ impl Trainer {
         let scaler = (train_config.precision == Precision::F16)
             .then(|| LossScaler::new(&train_config.loss_scale, state.loss_scale.clone()));
         Ok(Trainer {
-            config: config.clone(),
+            config: (**config).clone(),
             run_dir,
             inputs,
             eval_device: devices[0].clone(),
