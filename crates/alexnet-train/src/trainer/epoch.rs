@@ -17,7 +17,7 @@ use crate::{
     faults::pause_point,
     logging::{finish_progress, progress_bar},
     metrics::{Accumulator, EpochMetrics},
-    optim::MIN_LOSS_SCALE,
+    optim::{LossScaler, MIN_LOSS_SCALE},
     report::{log_epoch, open_tensorboard, preview_grid, write_scalars},
     step::{StepOutcome, all_finite},
 };
@@ -80,11 +80,8 @@ fn diverged(
 /// Why a step ends the run, if it does: under f16 a non-finite step is an overflow,
 /// skipped and retried with a smaller scale, until even the smallest scale keeps
 /// overflowing; in f32 it is divergence.
-fn step_failure(
-    trainer_scaler: Option<&crate::optim::LossScaler>,
-    outcome: &StepOutcome,
-) -> Option<String> {
-    match trainer_scaler {
+fn step_failure(scaler: Option<&LossScaler>, outcome: &StepOutcome) -> Option<String> {
+    match scaler {
         Some(scaler) if scaler.exhausted() => Some(format!(
             "f16 steps overflowed {} times in a row at the smallest loss scale ({MIN_LOSS_SCALE}), the last loss {}",
             scaler.overflows_at_min(),
