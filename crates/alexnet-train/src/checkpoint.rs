@@ -167,11 +167,6 @@ fn checkpoint_error(path: &Path, reason: impl Into<String>) -> TrainError {
     }
 }
 
-/// Folder name of the checkpoint after `epoch`.
-pub fn epoch_dir_name(epoch: usize) -> String {
-    format!("epoch-{epoch:04}")
-}
-
 /// The checkpoints of one run directory: epoch checkpoints numbered by epoch (the newest
 /// `train.keep_last` kept) and the best model apart.
 #[derive(Debug, Clone)]
@@ -183,13 +178,19 @@ impl CheckpointStore {
     /// The store in `run_dir/checkpoints`, keeping the newest `keep_last` epoch checkpoints.
     pub fn new(run_dir: &Path, keep_last: usize) -> Self {
         let store = Store::new(&run_dir.join("checkpoints"), "epoch-", keep_last)
-            .with_hook(crate::faults::pause_point);
+            .with_hook(|point, epoch| crate::faults::pause_point(point, epoch));
         Self { store }
     }
 
     /// The `checkpoints` folder.
     pub fn dir(&self) -> &Path {
         self.store.dir()
+    }
+
+    /// The folder of the checkpoint after `epoch` (`epoch-NNNN`), whether or not it
+    /// exists.
+    pub fn epoch_dir(&self, epoch: usize) -> PathBuf {
+        self.dir().join(self.store.name(epoch))
     }
 
     /// Epoch checkpoints present, newest first.

@@ -147,8 +147,8 @@ impl Store {
         files: &[(&str, &[u8])],
     ) -> Result<PathBuf> {
         let name = self.name(number);
-        let target = self.write(&name, number, state, files)?;
-        self.call_hook("before-latest", number);
+        let target = self.write(&name, Some(number), state, files)?;
+        self.call_hook("before-latest", Some(number));
         write_atomic(
             &self.dir.join(LATEST_FILE),
             format!("{name}\n").as_bytes(),
@@ -167,22 +167,22 @@ impl Store {
         state: &S,
         files: &[(&str, &[u8])],
     ) -> Result<PathBuf> {
-        self.write(name, usize::MAX, state, files)
+        self.write(name, None, state, files)
     }
 
-    fn call_hook(&self, point: &str, number: usize) {
-        if let Some(hook) = self.hook
-            && number != usize::MAX
-        {
+    /// Calls the hook, for numbered checkpoints only.
+    fn call_hook(&self, point: &str, number: Option<usize>) {
+        if let (Some(hook), Some(number)) = (self.hook, number) {
             hook(point, number);
         }
     }
 
-    /// The folder written under a temporary name, fsynced, then renamed into place.
+    /// The folder written under a temporary name, fsynced, then renamed into place;
+    /// `number` is `None` for a named checkpoint.
     fn write<S: Serialize>(
         &self,
         name: &str,
-        number: usize,
+        number: Option<usize>,
         state: &S,
         files: &[(&str, &[u8])],
     ) -> Result<PathBuf> {

@@ -254,24 +254,16 @@ impl Trainer {
 
     /// The run's stop if the epoch took no step or left a non-finite parameter.
     fn check_trained(&self, trained: &EpochTraining, epoch: usize) -> Result<()> {
-        let stop = |what: String| {
-            diverged(
-                what,
-                epoch,
-                self.batches_per_epoch(),
-                self.state.global_step,
-                &self.last_checkpoint,
-            )
-        };
         if trained.applied == 0 {
-            return Err(stop(format!(
+            return Err(self.diverged_at_epoch_end(epoch, format!(
                 "no optimizer step completed in the epoch ({} skipped as f16 overflows, the loss scale now {}; a smaller train.loss_scale.initial takes fewer steps to fit)",
                 trained.skipped,
                 self.stepper.loss_scale()
             )));
         }
         if !all_finite(self.model()?)? {
-            return Err(stop(
+            return Err(self.diverged_at_epoch_end(
+                epoch,
                 "parameters or BatchNorm statistics became non-finite".into(),
             ));
         }
@@ -299,18 +291,21 @@ impl Trainer {
         )?;
         group.sum_accumulator(&mut val, "the validation sums")?;
         if !val.loss().is_finite() {
-            return Err(diverged(
+            return Err(self.diverged_at_epoch_end(
+                epoch,
                 format!(
                     "validation loss is {} (the model's validation outputs are not finite)",
                     val.loss()
                 ),
-                epoch,
-                self.batches_per_epoch(),
-                self.state.global_step,
-                &self.last_checkpoint,
             ));
         }
         Ok(val)
+    }
+
+    /// The stop for a run found diverged at the end of `epoch` (after its last batch).
+    fn diverged_at_epoch_end(&self, epoch: usize, what: String) -> TrainError {
+        let (batch, step) = (self.batches_per_epoch(), self.state.global_step);
+        diverged(what, epoch, batch, step, &self.last_checkpoint)
     }
 
     /// Full batches in an epoch (the last partial one is dropped).
@@ -407,7 +402,7 @@ impl Trainer {
             self.state.global_step += 1;
         }
         sums.add(&outcome, self.inputs.data.num_classes(), &targets);
-        pause_point(&format!("step-{}", index + 1), epoch);
+        pause_point(format_args!("step-{}", index + 1), epoch);
         bar.inc(1);
         bar.set_message(format!(
             "epoch {epoch}/{} loss {:.4} train acc {:.2}% lr {lr:.3e}",

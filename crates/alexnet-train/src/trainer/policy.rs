@@ -7,7 +7,7 @@ use alexnet_model::AlexNet;
 
 use super::Trainer;
 use crate::{
-    checkpoint::{BestMetric, epoch_dir_name},
+    checkpoint::BestMetric,
     error::{Result, TrainError},
     metrics::EpochMetrics,
 };
@@ -46,7 +46,7 @@ impl Trainer {
         let checkpoint =
             epoch.is_multiple_of(train_config.checkpoint_interval) || epoch == train_config.epochs;
         if checkpoint && !writes {
-            self.last_checkpoint = Some(self.store.dir().join(epoch_dir_name(epoch)));
+            self.last_checkpoint = Some(self.store.epoch_dir(epoch));
         } else if checkpoint {
             let optimizer = stepper
                 .optim
