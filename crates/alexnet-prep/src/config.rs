@@ -4,7 +4,30 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{PrepError, Result};
+use crate::{
+    error::{PrepError, Result},
+    split::SplitRule,
+};
+
+#[cfg(feature = "cli")]
+fn parse_layout(text: &str) -> std::result::Result<Layout, String> {
+    match text {
+        "auto" => Ok(Layout::Auto),
+        "folders" => Ok(Layout::Folders),
+        "presplit" => Ok(Layout::Presplit),
+        other => Err(format!("`{other}` is not auto, folders or presplit")),
+    }
+}
+
+#[cfg(feature = "cli")]
+fn parse_near_duplicates(text: &str) -> std::result::Result<NearDuplicates, String> {
+    match text {
+        "report" => Ok(NearDuplicates::Report),
+        "drop" => Ok(NearDuplicates::Drop),
+        "off" => Ok(NearDuplicates::Off),
+        other => Err(format!("`{other}` is not report, drop or off")),
+    }
+}
 
 /// How a class label is read from its folder name (the original's `read_class_labels`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,8 +83,38 @@ pub enum ResizeFilter {
     Lanczos3,
 }
 
+/// How the input folder is laid out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// `presplit` when the input's folders are `train/` and `val/` (and maybe `test/`)
+    /// and nothing else, else `folders`. The report says which was used.
+    #[default]
+    Auto,
+    /// One folder per class; the splits are drawn by `prep.val_split`,
+    /// `prep.test_split` or `prep.train_per_class`.
+    Folders,
+    /// `train/<class>/…`, `val/<class>/…` and optionally `test/<class>/…`, kept as given
+    /// (`val/` may instead be one flat folder labelled by `prep.val_labels`).
+    Presplit,
+}
+
+/// What happens to near-duplicate images found across splits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NearDuplicates {
+    /// Listed in the report.
+    #[default]
+    Report,
+    /// Listed, and the validation or test copy is removed from its split (a
+    /// train–val–test chain loses its val and test copies; a val–test pair its test copy).
+    Drop,
+    /// Not looked for.
+    Off,
+}
+
 /// Settings for [`preprocess`](super::preprocess). Defaults are the original post's
-/// (`properties.py`): 20% validation split, center crop, 256×256.
+/// (`properties.py`): 20% validation split, no test split, center crop, 256×256.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrepConfig {
@@ -69,8 +122,27 @@ pub struct PrepConfig {
     pub input: Option<PathBuf>,
     /// Where the processed dataset is written. Required to run.
     pub output: Option<PathBuf>,
-    /// Fraction of each class that goes to the validation split, in `[0, 1)`.
+    /// How the input is laid out.
+    pub layout: Layout,
+    /// Fraction of each class that goes to the validation split, in `[0, 1)` (of what
+    /// is left after training with `train_per_class`).
     pub val_split: f64,
+    /// Fraction of each class that goes to the test split, in `[0, 1)`; training never
+    /// reads it.
+    pub test_split: f64,
+    /// The Caltech protocol: exactly this many training images per class; validation is
+    /// carved from the rest by `val_split`, and every other image is test.
+    pub train_per_class: Option<usize>,
+    /// With the presplit layout and a flat `val/` folder: a CSV of `file,class` rows
+    /// (file name with or without its extension, class folder name as in `train/`;
+    /// Kaggle's `LOC_val_solution.csv`, whose class is the first word of its second
+    /// column, reads as it is).
+    pub val_labels: Option<PathBuf>,
+    /// Near-duplicate images across splits: report, drop, or off.
+    pub near_duplicates: NearDuplicates,
+    /// Largest Hamming distance between two 64-bit difference hashes that counts as a
+    /// near duplicate, 0–7.
+    pub near_duplicate_distance: u32,
     /// Side of the square output images, in pixels.
     pub size: u32,
     /// Center crop to a square before resizing (`false`: squash the whole image).
@@ -115,6 +187,22 @@ pub struct PrepOverrides {
     /// Fraction of each class held out for validation (overrides prep.val_split).
     #[cfg_attr(feature = "cli", arg(long))]
     pub val_split: Option<f64>,
+    /// Fraction of each class held out for testing (overrides prep.test_split).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub test_split: Option<f64>,
+    /// Exactly N training images per class, the rest val and test (overrides
+    /// prep.train_per_class).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub train_per_class: Option<usize>,
+    /// auto, folders or presplit (overrides prep.layout).
+    #[cfg_attr(feature = "cli", arg(long, value_parser = parse_layout))]
+    pub layout: Option<Layout>,
+    /// Label CSV of a flat val/ folder (overrides prep.val_labels).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub val_labels: Option<PathBuf>,
+    /// report, drop or off (overrides prep.near_duplicates).
+    #[cfg_attr(feature = "cli", arg(long, value_parser = parse_near_duplicates))]
+    pub near_duplicates: Option<NearDuplicates>,
     /// Seed of the split (overrides prep.seed).
     #[cfg_attr(feature = "cli", arg(long))]
     pub seed: Option<u64>,
@@ -142,7 +230,13 @@ impl Default for PrepConfig {
         Self {
             input: None,
             output: None,
+            layout: Layout::default(),
             val_split: 0.2,
+            test_split: 0.0,
+            train_per_class: None,
+            val_labels: None,
+            near_duplicates: NearDuplicates::default(),
+            near_duplicate_distance: 4,
             size: 256,
             center_crop: true,
             seed: 42,
@@ -166,6 +260,11 @@ impl PrepConfig {
         self.output = o.output.or(self.output.take());
         self.size = o.size.unwrap_or(self.size);
         self.val_split = o.val_split.unwrap_or(self.val_split);
+        self.test_split = o.test_split.unwrap_or(self.test_split);
+        self.train_per_class = o.train_per_class.or(self.train_per_class);
+        self.layout = o.layout.unwrap_or(self.layout);
+        self.val_labels = o.val_labels.or(self.val_labels.take());
+        self.near_duplicates = o.near_duplicates.unwrap_or(self.near_duplicates);
         self.seed = o.seed.unwrap_or(self.seed);
         self.center_crop = o.center_crop.unwrap_or(self.center_crop);
         self.jobs = o.jobs.unwrap_or(self.jobs);
@@ -186,6 +285,44 @@ impl PrepConfig {
                 &format!("{} is not in [0, 1)", self.val_split),
             );
         }
+        if !(0.0..1.0).contains(&self.test_split) {
+            return invalid(
+                "prep.test_split",
+                &format!("{} is not in [0, 1)", self.test_split),
+            );
+        }
+        if self.val_split + self.test_split >= 1.0 {
+            return invalid(
+                "prep.test_split",
+                &format!(
+                    "{} with prep.val_split = {} leaves nothing for training",
+                    self.test_split, self.val_split
+                ),
+            );
+        }
+        if let Some(n) = self.train_per_class {
+            if n == 0 {
+                return invalid("prep.train_per_class", "must be positive");
+            }
+            if self.test_split != 0.0 {
+                return invalid(
+                    "prep.test_split",
+                    "cannot be set with prep.train_per_class: every image not trained or validated on is test",
+                );
+            }
+        }
+        if self.val_labels.is_some() && self.layout == Layout::Folders {
+            return invalid(
+                "prep.val_labels",
+                "labels a flat val/ folder of a presplit input; prep.layout is \"folders\"",
+            );
+        }
+        if self.near_duplicate_distance > 7 {
+            return invalid(
+                "prep.near_duplicate_distance",
+                &format!("{} is not in 0..=7", self.near_duplicate_distance),
+            );
+        }
         if self.size == 0 || self.size > 16_384 {
             return invalid("prep.size", &format!("{} is not in 1..=16384", self.size));
         }
@@ -202,6 +339,20 @@ impl PrepConfig {
             return invalid("prep.max_file_bytes", "must be positive");
         }
         Ok(())
+    }
+
+    /// The rule that splits each class of a one-folder-per-class input.
+    pub fn split_rule(&self) -> SplitRule {
+        match self.train_per_class {
+            Some(train) => SplitRule::TrainPerClass {
+                train,
+                val: self.val_split,
+            },
+            None => SplitRule::Fractions {
+                val: self.val_split,
+                test: self.test_split,
+            },
+        }
     }
 
     /// The input folder, or an error naming the missing key.
@@ -262,6 +413,15 @@ mod tests {
                 .contains("prep.jpeg_quality")
         );
         config.jpeg_quality = 95;
+        assert!(config.validate().is_ok());
+        config.test_split = 0.8;
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("prep.test_split"), "{error}");
+        config.test_split = 0.1;
+        config.train_per_class = Some(30);
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("prep.test_split"), "{error}");
+        config.test_split = 0.0;
         assert!(config.validate().is_ok());
     }
 

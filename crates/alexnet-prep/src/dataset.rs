@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{IoContext, PrepError, Result},
+    fingerprint::DatasetFingerprint,
     format::{
-        CATEGORIES_CSV, MARKER_FILE, MARKER_IN_PROGRESS, RGB_MEAN_JSON, TRAIN_CSV, TRAIN_DIR,
-        VAL_CSV, VAL_DIR,
+        CATEGORIES_CSV, MARKER_FILE, MARKER_IN_PROGRESS, RGB_MEAN_JSON, TEST_CSV, TEST_DIR,
+        TRAIN_CSV, TRAIN_DIR, VAL_CSV, VAL_DIR,
     },
     stats::RgbStats,
 };
@@ -23,16 +24,23 @@ use crate::{
 pub enum Split {
     /// The training images (`train/`, `train.csv`).
     Train,
-    /// The validation images (`val/`, `val.csv`).
+    /// The validation images (`val/`, `val.csv`): what a run chooses its best checkpoint
+    /// and its schedule on.
     Val,
+    /// The test images (`test/`, `test.csv`): never read by training.
+    Test,
 }
 
 impl Split {
+    /// The three splits, in file order.
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
     /// The folder of the split's images.
     pub fn dir(self) -> &'static str {
         match self {
             Split::Train => TRAIN_DIR,
             Split::Val => VAL_DIR,
+            Split::Test => TEST_DIR,
         }
     }
 
@@ -41,6 +49,7 @@ impl Split {
         match self {
             Split::Train => TRAIN_CSV,
             Split::Val => VAL_CSV,
+            Split::Test => TEST_CSV,
         }
     }
 }
@@ -50,6 +59,7 @@ impl std::fmt::Display for Split {
         f.write_str(match self {
             Split::Train => "train",
             Split::Val => "val",
+            Split::Test => "test",
         })
     }
 }
@@ -60,7 +70,10 @@ impl std::str::FromStr for Split {
         match text {
             "train" => Ok(Split::Train),
             "val" => Ok(Split::Val),
-            other => Err(format!("unknown split `{other}` (expected train or val)")),
+            "test" => Ok(Split::Test),
+            other => Err(format!(
+                "unknown split `{other}` (expected train, val or test)"
+            )),
         }
     }
 }
@@ -106,6 +119,8 @@ pub struct ProcessedDataset {
     categories: Vec<Category>,
     train: Vec<Item>,
     val: Vec<Item>,
+    /// `None` when the dataset has no `test.csv`.
+    test: Option<Vec<Item>>,
     stats: RgbStats,
 }
 
@@ -188,6 +203,11 @@ impl ProcessedDataset {
         let categories = read_categories(&root.join(CATEGORIES_CSV))?;
         let train = read_split(&root, Split::Train, categories.len())?;
         let val = read_split(&root, Split::Val, categories.len())?;
+        let test = if root.join(TEST_CSV).is_file() {
+            Some(read_split(&root, Split::Test, categories.len())?)
+        } else {
+            None
+        };
         let stats_path = root.join(RGB_MEAN_JSON);
         let stats_text = fs::read_to_string(&stats_path).at(&stats_path)?;
         let stats: RgbStats = serde_json::from_str(&stats_text)
@@ -208,6 +228,7 @@ impl ProcessedDataset {
             categories,
             train,
             val,
+            test,
             stats,
         })
     }
@@ -232,7 +253,33 @@ impl ProcessedDataset {
         match split {
             Split::Train => &self.train,
             Split::Val => &self.val,
+            Split::Test => self.test.as_deref().unwrap_or_default(),
         }
+    }
+
+    /// Whether the dataset has the split with at least one image (a dataset prepared
+    /// without `prep.test_split` has no test split).
+    pub fn has(&self, split: Split) -> bool {
+        !self.items(split).is_empty()
+    }
+
+    /// The fingerprint of the dataset's classes and split lists, as
+    /// [`DatasetFingerprint::of`] computes it.
+    pub fn fingerprint(&self) -> DatasetFingerprint {
+        let labels: Vec<&str> = self.categories.iter().map(|c| c.label.as_str()).collect();
+        let name = |item: &Item| {
+            item.path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let lists = Split::ALL.map(|split| {
+            self.items(split)
+                .iter()
+                .map(|item| (name(item), item.class))
+                .collect::<Vec<_>>()
+        });
+        DatasetFingerprint::of(&labels, &lists)
     }
 
     /// Channel statistics of the training split (`rgb_mean.json`).

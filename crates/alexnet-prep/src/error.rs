@@ -44,6 +44,26 @@ pub enum PrepError {
         marker = crate::format::MARKER_FILE
     )]
     NotAPrepOutput(PathBuf),
+    /// Some classes have too few images for one in each split.
+    #[error(
+        "too few images for one in each of {splits} ({rule}): {classes}; lower the split, or remove the class folders"
+    )]
+    TooFewImages {
+        /// The splits each class must fill, e.g. `train, val, test`.
+        splits: String,
+        /// The settings that ask for them.
+        rule: String,
+        /// The classes, each with its count and the count needed (the first ten).
+        classes: String,
+    },
+    /// The class folders of a presplit input differ between splits.
+    #[error("{split}/ and train/ hold different classes: {differences}")]
+    ClassMismatch {
+        /// The split that differs from `train/`.
+        split: crate::Split,
+        /// The classes each side lacks.
+        differences: String,
+    },
     /// Every candidate file failed to decode.
     #[error("no image in {0} could be decoded; see the skipped files in the report")]
     NoImages(PathBuf),

@@ -8,11 +8,16 @@ pub const MARKER_FILE: &str = ".alexnet-prep";
 pub const TRAIN_DIR: &str = "train";
 /// Validation images, one file per row of `val.csv`.
 pub const VAL_DIR: &str = "val";
+/// Test images, one file per row of `test.csv` (absent from datasets without a test
+/// split).
+pub const TEST_DIR: &str = "test";
 /// `image,class,source` rows of the training split.
 pub const TRAIN_CSV: &str = "train.csv";
 /// `image,class,source` rows of the validation split.
 pub const VAL_CSV: &str = "val.csv";
-/// `id,label,folder,count,train,val` rows, one per class.
+/// `image,class,source` rows of the test split (absent without a test split).
+pub const TEST_CSV: &str = "test.csv";
+/// `id,label,folder,count,train,val,test` rows, one per class.
 pub const CATEGORIES_CSV: &str = "categories.csv";
 /// Channel statistics of the training split.
 pub const RGB_MEAN_JSON: &str = "rgb_mean.json";
@@ -20,11 +25,13 @@ pub const RGB_MEAN_JSON: &str = "rgb_mean.json";
 pub const REPORT_JSON: &str = "prep-report.json";
 
 /// Every entry a run writes in its output folder (what `--overwrite` clears).
-pub(crate) const OWNED_ENTRIES: [&str; 8] = [
+pub(crate) const OWNED_ENTRIES: [&str; 10] = [
     TRAIN_DIR,
     VAL_DIR,
+    TEST_DIR,
     TRAIN_CSV,
     VAL_CSV,
+    TEST_CSV,
     CATEGORIES_CSV,
     RGB_MEAN_JSON,
     REPORT_JSON,
@@ -34,7 +41,8 @@ pub(crate) const OWNED_ENTRIES: [&str; 8] = [
 /// The header of `train.csv` and `val.csv`.
 pub(crate) const LIST_HEADER: [&str; 3] = ["image", "class", "source"];
 /// The header of `categories.csv`.
-pub(crate) const CATEGORY_HEADER: [&str; 6] = ["id", "label", "folder", "count", "train", "val"];
+pub(crate) const CATEGORY_HEADER: [&str; 7] =
+    ["id", "label", "folder", "count", "train", "val", "test"];
 
 /// Marker content while a run is writing; readers refuse such a folder.
 pub(crate) const MARKER_IN_PROGRESS: &str = "alexnet-prep: in progress\n";

@@ -40,31 +40,40 @@ mod dataset;
 mod decode;
 pub mod demo;
 mod error;
+mod fingerprint;
 mod format;
 pub mod io;
+mod layout;
+mod neardup;
 mod output;
 mod preprocess;
 mod report;
 mod scan;
 mod split;
 mod stats;
+mod tally;
 mod transform;
 mod worker;
 
 pub use command::{PreprocessOutcome, preprocess_command};
-pub use config::{LabelRule, NestedDirs, PrepConfig, PrepOverrides, ResizeFilter};
+pub use config::{
+    LabelRule, Layout, NearDuplicates, NestedDirs, PrepConfig, PrepOverrides, ResizeFilter,
+};
 pub use dataset::{Category, Item, ProcessedDataset, Split};
 pub use decode::{DecodeError, DecodeOptions, Decoded, decode_rgb8};
 pub use demo::{
     DemoConfig, DemoPrepOptions, DemoSummary, PreparedDemo, demo_input, generate_demo, prepare_demo,
 };
 pub use error::{PrepError, Result};
+pub use fingerprint::DatasetFingerprint;
 pub use format::{
-    CATEGORIES_CSV, MARKER_FILE, REPORT_JSON, RGB_MEAN_JSON, TRAIN_CSV, TRAIN_DIR, VAL_CSV, VAL_DIR,
+    CATEGORIES_CSV, MARKER_FILE, REPORT_JSON, RGB_MEAN_JSON, TEST_CSV, TEST_DIR, TRAIN_CSV,
+    TRAIN_DIR, VAL_CSV, VAL_DIR,
 };
+pub use neardup::{NearDuplicate, cross_split_pairs, difference_hash, is_informative};
 pub use preprocess::{LabelFn, Preprocessor, preprocess, progress_bar, styled_progress_bar};
 pub use report::{FileWarning, PrepCounts, PrepReport, PrepTimings, SkipReason, SkippedFile};
-pub use split::{stratified_val_mask, val_count};
+pub use split::{SplitRule, SplitSizes, stratified_splits};
 pub use stats::{RgbAccumulator, RgbStats, symmetric_eigen3};
 pub use transform::{SquareResizer, center_square, encode_jpeg};
 

@@ -1,8 +1,9 @@
-//! The preprocessing run: scan, split, decode → crop → resize → JPEG in parallel,
+//! The preprocessing run: list and split (`layout`), decode → crop → resize → JPEG in parallel,
 //! then the CSVs, the channel statistics and the report.
 //!
-//! The output folder's checks are in `output`, the per-image work in `worker`; the
-//! format, I/O, decoding, scanning and statistics are modules of their own.
+//! The output folder's checks are in `output`, the per-image work in `worker`, the
+//! bookkeeping and the lists in `tally`; the format, I/O, decoding, scanning, near
+//! duplicates and statistics are modules of their own.
 
 use std::{fs, path::Path, time::Instant};
 
@@ -12,17 +13,15 @@ use serde::Serialize;
 
 use crate::{
     config::PrepConfig,
+    dataset::Split,
     decode::DecodeOptions,
     error::{IoContext, PrepError, Result},
-    format::{
-        CATEGORIES_CSV, CATEGORY_HEADER, LIST_HEADER, MARKER_DONE, MARKER_FILE, REPORT_JSON,
-        RGB_MEAN_JSON, TRAIN_CSV, TRAIN_DIR, VAL_CSV, VAL_DIR,
-    },
+    format::{MARKER_DONE, MARKER_FILE, REPORT_JSON, RGB_MEAN_JSON},
     io::write_output,
+    layout::list_input,
     output::{check_input, check_output, prepare_output},
-    report::{FileWarning, PrepCounts, PrepReport, PrepTimings, SkippedFile},
-    scan::{ClassFolder, Scan, scan},
-    stats::RgbAccumulator,
+    report::{PrepReport, PrepTimings},
+    tally::Tally,
     worker::{Job, Outcome, Worker, plan_jobs},
 };
 
@@ -74,23 +73,6 @@ pub fn styled_progress_bar(length: u64, template: &str, message: &str) -> Progre
     bar
 }
 
-#[derive(Serialize)]
-struct ListRow<'a> {
-    image: &'a str,
-    class: usize,
-    source: String,
-}
-
-#[derive(Serialize)]
-struct CategoryRow<'a> {
-    id: usize,
-    label: &'a str,
-    folder: &'a str,
-    count: usize,
-    train: usize,
-    val: usize,
-}
-
 impl<'a> Preprocessor<'a> {
     /// A run of `config` that refuses a non-empty output and shows no progress.
     pub fn new(config: PrepConfig) -> Self {
@@ -130,23 +112,25 @@ impl<'a> Preprocessor<'a> {
         let input = check_input(config.input_dir()?)?;
         let output = config.output_dir()?;
         check_output(&input, output, self.overwrite)?;
-        let mut scan = scan(&input, config.nested, config.max_file_bytes)?;
-        if scan.classes.is_empty() {
+        let mut listing = list_input(&input, config)?;
+        if listing.scan.classes.is_empty() {
             return Err(PrepError::NoClasses(input));
         }
         // Only now, with every check passed, is anything written or removed.
         prepare_output(output)?;
-        let jobs = plan_jobs(&scan.classes, config);
+        let jobs = plan_jobs(&listing.scan.classes, &listing.splits);
         let scan_s = started.elapsed().as_secs_f64();
         let process_started = Instant::now();
         let (outcomes, threads) = self.process(&input, output, &jobs)?;
         let process_s = process_started.elapsed().as_secs_f64();
-        // Everything below is cheap bookkeeping, in the deterministic job order.
-        let tally = Tally::of(&jobs, outcomes, &mut scan);
-        let Some(rgb_stats) = tally.train_stats.finish() else {
+        // Everything below is bookkeeping, in the deterministic job order.
+        let mut tally = Tally::of(&jobs, outcomes, &mut listing.scan);
+        tally.near_duplicates(config, output)?;
+        let Some(rgb_stats) = std::mem::take(&mut tally.train_stats).finish() else {
             return Err(PrepError::NoImages(input));
         };
-        let labels: Vec<String> = scan
+        let labels: Vec<String> = listing
+            .scan
             .classes
             .iter()
             .map(|class| match &self.label_fn {
@@ -154,33 +138,28 @@ impl<'a> Preprocessor<'a> {
                 None => config.label.label(&class.name),
             })
             .collect();
-        let categories = tally.categories(&scan.classes, &labels);
-        let empty_classes: Vec<String> = categories
-            .iter()
-            .filter(|row| row.count == 0)
-            .map(|row| row.folder.to_string())
-            .collect();
+        write_output(&output.join(RGB_MEAN_JSON), &to_json(&rgb_stats)?)?;
+        let empty_classes = tally.write_lists(output, &listing.scan.classes, &labels)?;
         for folder in &empty_classes {
             tracing::warn!("class folder {folder} has no usable image");
         }
-        write_csv(&output.join(CATEGORIES_CSV), &CATEGORY_HEADER, &categories)?;
-        write_output(&output.join(RGB_MEAN_JSON), &to_json(&rgb_stats)?)?;
-        write_csv(&output.join(VAL_CSV), &LIST_HEADER, &tally.val_rows)?;
-        write_csv(&output.join(TRAIN_CSV), &LIST_HEADER, &tally.train_rows)?;
-        let images = tally.train_rows.len() + tally.val_rows.len();
         let report = PrepReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             config: config.clone(),
+            layout: listing.layout,
+            fingerprint: Some(tally.fingerprint(&labels)),
             counts: tally.counts,
             skipped: tally.skipped,
             warnings: tally.warnings,
-            ignored_top_level: scan.ignored_top_level,
+            near_duplicates: tally.near_duplicates,
+            labels_without_file: listing.labels_without_file,
+            ignored_top_level: listing.scan.ignored_top_level,
             empty_classes,
             timings: PrepTimings {
                 scan_s,
                 process_s,
                 total_s: started.elapsed().as_secs_f64(),
-                images_per_s: images as f64 / process_s.max(1e-9),
+                images_per_s: jobs.len() as f64 / process_s.max(1e-9),
                 threads,
             },
         };
@@ -193,8 +172,11 @@ impl<'a> Preprocessor<'a> {
     /// outcomes in job order and the thread count.
     fn process(&self, input: &Path, output: &Path, jobs: &[Job]) -> Result<(Vec<Outcome>, usize)> {
         let config = &self.config;
-        for dir in [TRAIN_DIR, VAL_DIR] {
-            fs::create_dir_all(output.join(dir)).at(output.join(dir))?;
+        for split in Split::ALL {
+            let dir = output.join(split.dir());
+            if split != Split::Test || jobs.iter().any(|job| job.split == split) {
+                fs::create_dir_all(&dir).at(&dir)?;
+            }
         }
         let threads = if config.jobs == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -230,111 +212,6 @@ impl<'a> Preprocessor<'a> {
     }
 }
 
-/// The run's bookkeeping, gathered in job order: counts, skips, warnings, the list rows
-/// of each split, per-class counts and the training images' channel sums.
-struct Tally<'j> {
-    counts: PrepCounts,
-    skipped: Vec<SkippedFile>,
-    warnings: Vec<FileWarning>,
-    train_stats: RgbAccumulator,
-    /// `(train, val)` images per class.
-    per_class: Vec<(usize, usize)>,
-    train_rows: Vec<ListRow<'j>>,
-    val_rows: Vec<ListRow<'j>>,
-}
-
-impl<'j> Tally<'j> {
-    fn of(jobs: &'j [Job], outcomes: Vec<Outcome>, scan: &mut Scan) -> Self {
-        let mut tally = Tally {
-            counts: PrepCounts {
-                classes: scan.classes.len(),
-                files: scan.files,
-                nested_skipped: scan.nested_skipped,
-                ..PrepCounts::default()
-            },
-            skipped: std::mem::take(&mut scan.skipped),
-            warnings: Vec::new(),
-            train_stats: RgbAccumulator::default(),
-            per_class: vec![(0, 0); scan.classes.len()],
-            train_rows: Vec::new(),
-            val_rows: Vec::new(),
-        };
-        for (job, outcome) in jobs.iter().zip(outcomes) {
-            tally.add(job, outcome);
-        }
-        tally.skipped.sort_by(|a, b| a.path.cmp(&b.path));
-        let counts = &mut tally.counts;
-        counts.train = tally.train_rows.len();
-        counts.val = tally.val_rows.len();
-        counts.written = counts.train + counts.val;
-        counts.skipped = tally.skipped.len();
-        counts.warnings = tally.warnings.len();
-        tally
-    }
-
-    fn add(&mut self, job: &'j Job, outcome: Outcome) {
-        let source = job.source.to_string_lossy().into_owned();
-        let (stats, warning) = match outcome {
-            Outcome::Skipped(reason) => {
-                tracing::warn!("skipped {source}: {reason}");
-                self.skipped.push(SkippedFile {
-                    path: source,
-                    reason,
-                });
-                return;
-            }
-            Outcome::Written { stats, warning } => (stats, warning),
-        };
-        if let Some(warning) = warning {
-            tracing::warn!("{source}: {warning}");
-            self.warnings.push(FileWarning {
-                path: source.clone(),
-                warning,
-            });
-        }
-        if let Some(stats) = stats {
-            self.train_stats = std::mem::take(&mut self.train_stats).merge(stats);
-        }
-        if job.source.components().count() > 2 {
-            self.counts.nested_included += 1;
-        }
-        let row = ListRow {
-            image: &job.name,
-            class: job.class,
-            source,
-        };
-        if job.val {
-            self.per_class[job.class].1 += 1;
-            self.val_rows.push(row);
-        } else {
-            self.per_class[job.class].0 += 1;
-            self.train_rows.push(row);
-        }
-    }
-
-    /// One `categories.csv` row per class folder.
-    fn categories<'c>(
-        &self,
-        classes: &'c [ClassFolder],
-        labels: &'c [String],
-    ) -> Vec<CategoryRow<'c>> {
-        classes
-            .iter()
-            .zip(labels)
-            .zip(&self.per_class)
-            .enumerate()
-            .map(|(id, ((class, label), &(train, val)))| CategoryRow {
-                id,
-                label,
-                folder: &class.name,
-                count: train + val,
-                train,
-                val,
-            })
-            .collect()
-    }
-}
-
 fn to_json(value: &impl Serialize) -> Result<Vec<u8>> {
     let mut text = serde_json::to_vec_pretty(value).map_err(|error| PrepError::InvalidConfig {
         field: "prep",
@@ -342,25 +219,4 @@ fn to_json(value: &impl Serialize) -> Result<Vec<u8>> {
     })?;
     text.push(b'\n');
     Ok(text)
-}
-
-/// Writes `rows` under an explicit header, so an empty list still has its header.
-fn write_csv<T: Serialize>(path: &Path, header: &[&str], rows: &[T]) -> Result<()> {
-    let malformed = |error: csv::Error| PrepError::Malformed {
-        path: path.to_path_buf(),
-        line: 0,
-        reason: error.to_string(),
-    };
-    let mut writer = csv::WriterBuilder::new()
-        .has_headers(false)
-        .from_writer(Vec::new());
-    writer.write_record(header).map_err(malformed)?;
-    for row in rows {
-        writer.serialize(row).map_err(malformed)?;
-    }
-    let bytes = writer.into_inner().map_err(|error| PrepError::Io {
-        path: path.to_path_buf(),
-        source: error.into_error(),
-    })?;
-    write_output(path, &bytes)
 }

@@ -2,7 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::PrepConfig, decode::DecodeError, format::REPORT_JSON};
+use crate::{
+    config::{Layout, PrepConfig},
+    decode::DecodeError,
+    fingerprint::DatasetFingerprint,
+    format::REPORT_JSON,
+    neardup::NearDuplicate,
+};
 
 /// Why a file under a class folder was not turned into a training image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +33,8 @@ pub enum SkipReason {
     /// A folder (through a symbolic link) that is one of its own ancestors, named
     /// relative to the input (`.` for the input itself); not entered.
     FolderLoop(String),
+    /// A file of a flat `val/` folder that the label CSV (named) does not list.
+    Unlabelled(String),
 }
 
 impl std::fmt::Display for SkipReason {
@@ -44,6 +52,7 @@ impl std::fmt::Display for SkipReason {
                 f,
                 "folder loop: links back to {target}, a folder it is inside; not entered"
             ),
+            SkipReason::Unlabelled(labels) => write!(f, "unlabelled: not listed in {labels}"),
         }
     }
 }
@@ -67,7 +76,8 @@ pub struct FileWarning {
     pub warning: String,
 }
 
-/// Counts that always add up: `files = written + skipped`, `written = train + val`.
+/// Counts that always add up: `files = written + skipped + dropped_duplicates`,
+/// `written = train + val + test`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrepCounts {
     /// Class folders found.
@@ -80,6 +90,15 @@ pub struct PrepCounts {
     pub train: usize,
     /// Of those, in the validation split.
     pub val: usize,
+    /// Of those, in the test split.
+    #[serde(default)]
+    pub test: usize,
+    /// Pairs of near-duplicate images across splits (each in `near_duplicates`).
+    #[serde(default)]
+    pub near_duplicates: usize,
+    /// Validation and test images removed as near duplicates of an earlier split's.
+    #[serde(default)]
+    pub dropped_duplicates: usize,
     /// Files skipped (each listed in `skipped`).
     pub skipped: usize,
     /// Images found in nested folders and used.
@@ -112,12 +131,24 @@ pub struct PrepReport {
     pub version: String,
     /// The configuration the run used.
     pub config: PrepConfig,
+    /// The input's layout (`auto` resolved).
+    #[serde(default)]
+    pub layout: Layout,
+    /// The prepared dataset's identity (classes and split lists).
+    #[serde(default)]
+    pub fingerprint: Option<DatasetFingerprint>,
     /// Counts.
     pub counts: PrepCounts,
     /// Every skipped file with its reason.
     pub skipped: Vec<SkippedFile>,
     /// Every file used despite a problem.
     pub warnings: Vec<FileWarning>,
+    /// Near-duplicate images across splits, train before val before test.
+    #[serde(default)]
+    pub near_duplicates: Vec<NearDuplicate>,
+    /// Rows of `prep.val_labels` that name no file of `val/`.
+    #[serde(default)]
+    pub labels_without_file: usize,
     /// Top-level entries that are not class folders (stray files, hidden folders).
     pub ignored_top_level: Vec<String>,
     /// Class folders that ended up with no image.
@@ -131,8 +162,17 @@ impl PrepReport {
     /// why, the rate, and where the full report is.
     pub fn summary(&self, max_skipped: usize) -> String {
         let counts = &self.counts;
+        let test = if counts.test > 0 {
+            format!(", {} test", counts.test)
+        } else {
+            String::new()
+        };
+        let layout = match self.layout {
+            Layout::Presplit => " (presplit)",
+            Layout::Folders | Layout::Auto => "",
+        };
         let mut text = format!(
-            "{} classes, {} files: {} written ({} train, {} val), {} skipped, {} from nested folders\n",
+            "{} classes, {} files{layout}: {} written ({} train, {} val{test}), {} skipped, {} from nested folders\n",
             counts.classes,
             counts.files,
             counts.written,
@@ -148,6 +188,38 @@ impl PrepReport {
             text.push_str(&format!(
                 "  ... and {} more\n",
                 self.skipped.len() - max_skipped
+            ));
+        }
+        if counts.near_duplicates > 0 {
+            let dropped = if counts.dropped_duplicates > 0 {
+                format!(", {} val/test copies dropped", counts.dropped_duplicates)
+            } else {
+                " (prep.near_duplicates = \"drop\" removes them)".to_string()
+            };
+            text.push_str(&format!(
+                "{} near-duplicate pairs across splits{dropped}\n",
+                counts.near_duplicates
+            ));
+            for pair in self.near_duplicates.iter().take(max_skipped) {
+                text.push_str(&format!(
+                    "  {} ({}) ~ {} ({}), distance {}\n",
+                    pair.first, pair.first_split, pair.second, pair.second_split, pair.distance
+                ));
+            }
+        }
+        if self.labels_without_file > 0 {
+            text.push_str(&format!(
+                "{} rows of prep.val_labels name no file in val/\n",
+                self.labels_without_file
+            ));
+        }
+        if let Some(fingerprint) = &self.fingerprint {
+            text.push_str(&format!(
+                "fingerprint: classes {}, train {}, val {}, test {}\n",
+                fingerprint.classes,
+                fingerprint.splits[0],
+                fingerprint.splits[1],
+                fingerprint.splits[2]
             ));
         }
         let report = self

@@ -233,3 +233,59 @@ fn walk_class(
     }
     Ok(())
 }
+
+/// The image files directly in `dir` (a flat folder, e.g. ImageNet's validation
+/// images), sorted, with the skipped ones and the count of files found; paths are
+/// relative to `input`, `dir` being `input/<prefix>`. Folders inside are listed in
+/// `ignored` and not entered.
+pub(crate) fn scan_flat(
+    input: &Path,
+    prefix: &Path,
+    max_file_bytes: u64,
+    scan: &mut Scan,
+) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for (name, kind) in sorted_entries(&input.join(prefix))? {
+        let rel = prefix.join(&name);
+        let reason = match kind {
+            EntryKind::Dir { .. } => {
+                scan.ignored_top_level.push(display(&rel));
+                continue;
+            }
+            EntryKind::Special(what) => Some(SkipReason::NotAFile(what.into())),
+            EntryKind::File { bytes } if bytes > max_file_bytes => Some(SkipReason::TooLarge {
+                bytes,
+                limit: max_file_bytes,
+            }),
+            _ => sniff(&input.join(&rel)),
+        };
+        scan.files += 1;
+        match reason {
+            Some(reason) => scan.skipped.push(SkippedFile {
+                path: display(&rel),
+                reason,
+            }),
+            None => files.push(rel),
+        }
+    }
+    Ok(files)
+}
+
+impl Scan {
+    /// This scan of `input/<prefix>` as a part of a scan of `input`: every path
+    /// gains the prefix.
+    pub(crate) fn under(mut self, prefix: &str) -> Self {
+        for class in &mut self.classes {
+            for file in &mut class.files {
+                *file = Path::new(prefix).join(&*file);
+            }
+        }
+        for skipped in &mut self.skipped {
+            skipped.path = format!("{prefix}/{}", skipped.path);
+        }
+        for ignored in &mut self.ignored_top_level {
+            *ignored = format!("{prefix}/{ignored}");
+        }
+        self
+    }
+}

@@ -8,14 +8,14 @@ use std::{
 };
 
 use crate::{
-    config::PrepConfig,
+    config::{NearDuplicates, PrepConfig},
+    dataset::Split,
     decode::{DecodeOptions, decode_rgb8},
     error::Result,
-    format::{TRAIN_DIR, VAL_DIR},
     io::write_output,
+    neardup::difference_hash,
     report::SkipReason,
     scan::ClassFolder,
-    split::stratified_val_mask,
     stats::RgbAccumulator,
     transform::{SquareResizer, encode_jpeg},
 };
@@ -27,7 +27,7 @@ pub(crate) struct Job {
     pub source: PathBuf,
     /// The output file name.
     pub name: String,
-    pub val: bool,
+    pub split: Split,
 }
 
 /// What became of a job's image.
@@ -35,18 +35,19 @@ pub(crate) enum Outcome {
     Written {
         stats: Option<RgbAccumulator>,
         warning: Option<String>,
+        /// The written image's difference hash, unless near duplicates are off.
+        hash: Option<u64>,
     },
     Skipped(SkipReason),
 }
 
-/// Every image to produce, in class and file order, each with its split and a unique
-/// output name.
-pub(crate) fn plan_jobs(classes: &[ClassFolder], config: &PrepConfig) -> Vec<Job> {
+/// Every image to produce, in class and file order, each with its split (`splits`, as
+/// listed) and a unique output name.
+pub(crate) fn plan_jobs(classes: &[ClassFolder], splits: &[Vec<Split>]) -> Vec<Job> {
     let mut used = HashSet::new();
     let mut jobs = Vec::new();
-    for (class_id, class) in classes.iter().enumerate() {
-        let mask = stratified_val_mask(class.files.len(), config.val_split, config.seed, class_id);
-        for (source, &val) in class.files.iter().zip(&mask) {
+    for (class_id, (class, class_splits)) in classes.iter().zip(splits).enumerate() {
+        for (source, &split) in class.files.iter().zip(class_splits) {
             let base = output_name(source);
             let mut name = format!("{base}.jpg");
             let mut n = 2;
@@ -58,7 +59,7 @@ pub(crate) fn plan_jobs(classes: &[ClassFolder], config: &PrepConfig) -> Vec<Job
                 class: class_id,
                 source: source.clone(),
                 name,
-                val,
+                split,
             });
         }
     }
@@ -84,6 +85,7 @@ pub(crate) struct Worker {
     resizer: SquareResizer,
     quality: u8,
     max_file_bytes: u64,
+    hash: bool,
     encoded: Vec<u8>,
 }
 
@@ -93,6 +95,7 @@ impl Worker {
             resizer: SquareResizer::new(config.size, config.center_crop, config.filter),
             quality: config.jpeg_quality,
             max_file_bytes: config.max_file_bytes,
+            hash: config.near_duplicates != NearDuplicates::Off,
             encoded: Vec::new(),
         }
     }
@@ -128,11 +131,12 @@ impl Worker {
             Err(error) => return Ok(Outcome::Skipped(SkipReason::Unreadable(error))),
         };
         drop(decoded.image);
+        let hash = self.hash.then(|| difference_hash(&resized));
         if let Err(error) = encode_jpeg(&resized, self.quality, &mut self.encoded) {
             return Ok(Outcome::Skipped(SkipReason::Unreadable(error)));
         }
         // Statistics come from the bytes actually written, decoded as a loader will.
-        let stats = if job.val {
+        let stats = if job.split != Split::Train {
             None
         } else {
             let written = match decode_rgb8(&self.encoded, options) {
@@ -146,11 +150,11 @@ impl Worker {
             stats.add_image(written.image.as_raw());
             Some(stats)
         };
-        let dir = if job.val { VAL_DIR } else { TRAIN_DIR };
-        write_output(&output.join(dir).join(&job.name), &self.encoded)?;
+        write_output(&output.join(job.split.dir()).join(&job.name), &self.encoded)?;
         Ok(Outcome::Written {
             stats,
             warning: decoded.warning,
+            hash,
         })
     }
 }
