@@ -1,5 +1,7 @@
-//! Evaluates a run's latest checkpoint (or a given one) on the validation split and
-//! prints `top1=<fraction> top5=<fraction> images=<n>` as its last line.
+//! Evaluates a run's latest checkpoint (or a given one) on the test split (the
+//! validation split, said so, when the dataset has no test split), writes the per-class
+//! accuracy, the confusion matrix and the most-confused pairs, and prints
+//! `top1=… top5=… mean_per_class=… images=… split=…` as its last line.
 //!
 //! ```text
 //! cargo run --release --example test_caltech                         # the demo run
@@ -40,9 +42,14 @@ struct Args {
     /// (recorded in its config.toml), else the demo dataset (with a warning).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Which split to evaluate.
-    #[arg(long, default_value = "val")]
-    split: Split,
+    /// Which split to evaluate (train, val or test). Default: test where the dataset
+    /// has one, else val (which chose the checkpoint: not a test result, and said so).
+    #[arg(long)]
+    split: Option<Split>,
+    /// Score a prepared dataset other than the one the checkpoint trained on (by default
+    /// a changed dataset is refused: a re-split puts trained-on images in the test split).
+    #[arg(long)]
+    other_dataset: bool,
     /// The paper's ten-crop evaluation (corners, centre, mirrors; outputs averaged).
     #[arg(long, conflicts_with = "center_crop")]
     ten_crop: bool,
@@ -60,6 +67,7 @@ fn run(args: Args) -> Result<()> {
         checkpoint: args.checkpoint,
         split: args.split,
         view: TestView::from_flags(args.ten_crop, args.center_crop),
+        other_dataset: args.other_dataset,
         overrides: Overrides {
             run_dir: args.run_dir,
             data: args.data,

@@ -572,3 +572,164 @@ fn train_and_test_with_only_data_agree_on_the_run_directory() {
     );
     assert!(stdout.contains("images=2"), "{stdout}");
 }
+
+/// The last line of a successful test_caltech, and its `name=value` field.
+fn last_line_field(output: &Output, name: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "test_caltech failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default().to_string();
+    last.split_whitespace()
+        .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no `{name}=` in the last line: {stdout}"))
+        .to_string()
+}
+
+/// The split that chose the checkpoint is never reported as a test result, and says
+/// so; a dataset re-split since training is refused for a resume and for testing (its
+/// test split could hold images the run trained on); a dataset with a test split is
+/// scored on it by default.
+#[test]
+fn test_numbers_come_from_a_split_nothing_was_chosen_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let demo = alexnet::prep::DemoConfig {
+        classes: 3,
+        images_per_class: 12,
+        min_size: 72,
+        max_size: 96,
+        oddities: false,
+        ..Default::default()
+    };
+    alexnet::prep::generate_demo(&cwd.join("raw"), &demo).unwrap();
+    let prep = |args: &[&str]| {
+        let mut all = vec!["--input", "raw", "--size", "72", "--val-split", "0.25"];
+        all.extend_from_slice(args);
+        succeeds(run("preprocess_caltech", &all, cwd))
+    };
+    prep(&["--output", "data"]);
+    fs::write(cwd.join("tiny.toml"), TINY_CONFIG).unwrap();
+    let train = |data: &str, run_dir: &str, epochs: &str| {
+        let args = [
+            "--config",
+            "tiny.toml",
+            "--data",
+            data,
+            "--run-dir",
+            run_dir,
+            "--epochs",
+            epochs,
+        ];
+        run("train_caltech", &args, cwd)
+    };
+    succeeds(train("data", "run", "1"));
+
+    // No test split: val is scored, named, and said not to be a test result.
+    let scored = run("test_caltech", &["--run-dir", "run"], cwd);
+    assert_eq!(last_line_field(&scored, "split"), "val");
+    let stdout = String::from_utf8_lossy(&scored.stdout).to_string();
+    assert!(stdout.contains("not a test result"), "{stdout}");
+    one_line_error(
+        run(
+            "test_caltech",
+            &["--run-dir", "run", "--split", "test"],
+            cwd,
+        ),
+        "no test split",
+    );
+
+    // The same folder re-split with another seed: refused for a resume and a test.
+    prep(&["--output", "data", "--overwrite", "--seed", "7"]);
+    one_line_error(train("data", "run", "2"), "the train split");
+    one_line_error(
+        run("test_caltech", &["--run-dir", "run"], cwd),
+        "changed since",
+    );
+    let anyway = run(
+        "test_caltech",
+        &["--run-dir", "run", "--other-dataset"],
+        cwd,
+    );
+    assert_eq!(last_line_field(&anyway, "split"), "val");
+
+    // Three splits: test is scored by default, with mean per-class accuracy.
+    prep(&["--output", "data3", "--test-split", "0.25"]);
+    succeeds(train("data3", "run3", "1"));
+    let tested = run("test_caltech", &["--run-dir", "run3"], cwd);
+    assert_eq!(last_line_field(&tested, "split"), "test");
+    assert_eq!(last_line_field(&tested, "images"), "9");
+    let mean: f64 = last_line_field(&tested, "mean_per_class").parse().unwrap();
+    assert!((0.0..=1.0).contains(&mean));
+    let stdout = String::from_utf8_lossy(&tested.stdout).to_string();
+    assert!(!stdout.contains("not a test result"), "{stdout}");
+    assert!(cwd.join("run3/summary.csv").is_file());
+}
+
+/// The protocol example: K seeded splits of N training images per class, each trained
+/// and scored on its test split, and the mean ± std of their mean per-class accuracy.
+#[test]
+fn the_protocol_runs_seeded_splits_and_averages_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let demo = alexnet::prep::DemoConfig {
+        classes: 3,
+        images_per_class: 12,
+        min_size: 72,
+        max_size: 96,
+        oddities: false,
+        ..Default::default()
+    };
+    alexnet::prep::generate_demo(&cwd.join("raw"), &demo).unwrap();
+    let config = format!("[prep]\nsize = 72\nval_split = 0.25\n{TINY_CONFIG}");
+    fs::write(cwd.join("tiny.toml"), config).unwrap();
+    let args = [
+        "--config",
+        "tiny.toml",
+        "--input",
+        "raw",
+        "--train-per-class",
+        "6",
+        "--splits",
+        "2",
+        "--dir",
+        "protocol",
+        "--epochs",
+        "1",
+    ];
+    let output = succeeds(run("protocol", &args, cwd));
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    let field = |line: &str, name: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            .parse()
+            .unwrap()
+    };
+    let scores: Vec<f64> = lines[..2]
+        .iter()
+        .map(|l| field(l, "mean_per_class"))
+        .collect();
+    // 12 images a class: 6 train, round(6 × 0.25) = 2 val, 4 test; 3 classes.
+    for line in &lines[..2] {
+        assert!(line.contains("images=12"), "{line}");
+    }
+    let mean = field(lines[2], "mean_per_class");
+    assert!(
+        (mean - (scores[0] + scores[1]) / 2.0).abs() < 1e-4,
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains("± ") && lines[2].contains("over 2 splits of 6"),
+        "{stdout}"
+    );
+    let train_csv = |k: usize| {
+        fs::read_to_string(cwd.join(format!("protocol/split-{k}/data/train.csv"))).unwrap()
+    };
+    assert_ne!(train_csv(0), train_csv(1), "the splits differ");
+    assert_eq!(train_csv(0).lines().count(), 1 + 18);
+}

@@ -29,7 +29,7 @@ use alexnet::{
         ExperimentConfig,
         checkpoint::CheckpointStore,
         device::parse_device,
-        eval::{TestView, test},
+        eval::{TestRequest, TestView, test},
     },
 };
 use common::{
@@ -211,14 +211,20 @@ fn two_ranks_learn_and_write_one_point_per_epoch() {
     // The split evaluation with rank 0's BatchNorm statistics on every rank is the
     // evaluation of the checkpoint (rank 0's model) by one process.
     let last = &history[5];
-    let report = test(
-        &config,
-        &cwd.join("run"),
-        Some(&cwd.join("run/checkpoints/epoch-0006")),
-        Split::Val,
-        TestView::Config,
-    )
-    .unwrap();
+    let checkpoint = cwd.join("run/checkpoints/epoch-0006");
+    let request = TestRequest {
+        checkpoint: Some(&checkpoint),
+        split: Some(Split::Val),
+        view: Some(TestView::Config),
+        other_dataset: false,
+    };
+    let report = test(&config, &cwd.join("run"), &request).unwrap();
+    let mean = last.val_mean_per_class.expect("measured");
+    assert!(
+        (report.mean_per_class - mean).abs() <= 1e-9,
+        "mean per-class accuracy: 2 ranks {mean}, one process {}",
+        report.mean_per_class
+    );
     eprintln!(
         "epoch 6 validation, 2 ranks: loss {} top-1 {}; the checkpoint in one process: loss {} top-1 {}",
         last.val_loss, last.val_top1, report.loss, report.top1

@@ -7,12 +7,12 @@ use std::fs;
 use alexnet::{
     augment::{ChannelValues, OpConfig, Scale},
     model::Variant,
-    prep::Split,
+    prep::{ProcessedDataset, Split},
     train::{
         ExperimentConfig, TrainError,
         checkpoint::CheckpointStore,
         config::Resume,
-        eval::{TestView, test},
+        eval::{TestRequest, TestView, test},
         metrics::EpochMetrics,
         tfevents::read_event_dir,
         trainer::train,
@@ -114,8 +114,25 @@ fn a_few_epochs_learn() {
         assert_eq!(nodes, events.graph_nodes, "TensorBoard's reader");
     }
 
-    // test_caltech's path: the latest checkpoint on the validation split.
-    let report = test(&config, dir, None, Split::Val, TestView::Config).unwrap();
+    // summary.csv: a header and one row an epoch, as in the history.
+    let summary_csv = fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let rows: Vec<&str> = summary_csv.lines().collect();
+    assert_eq!(rows.len(), 7, "{summary_csv}");
+    assert!(rows[0].starts_with(
+        "epoch,train_loss,train_acc,val_loss,val_top1,val_top5,val_mean_per_class,lr,images_per_s"
+    ));
+    assert!(rows[6].starts_with("6,"), "{summary_csv}");
+    let mean = last.val_mean_per_class.expect("measured every epoch");
+    assert!(rows[6].contains(&format!(",{mean},")), "{summary_csv}");
+    assert_eq!(events.scalars["accuracy/val_mean_per_class"].len(), 6);
+
+    // test_caltech's path: the latest checkpoint on the validation split, which chose
+    // it: the numbers are labelled val and said not to be a test result.
+    let request = TestRequest {
+        split: Some(Split::Val),
+        ..TestRequest::default()
+    };
+    let report = test(&config, dir, &request).unwrap();
     assert_eq!(report.images, 32);
     assert_eq!(report.epoch, 6);
     assert!(
@@ -124,12 +141,70 @@ fn a_few_epochs_learn() {
         report.top1,
         last.val_top1
     );
+    assert!(
+        (report.mean_per_class - mean).abs() < 1e-9,
+        "{} vs {mean}",
+        report.mean_per_class
+    );
     assert!(report.top5 >= report.top1);
-    let csv = fs::read_to_string(&report.per_class_csv).unwrap();
+    assert!(report.selected_on);
+    let printed = report.to_string();
+    assert!(printed.contains("not a test result"), "{printed}");
+    assert!(printed.ends_with(" split=val"), "{printed}");
+    let csv = fs::read_to_string(&report.files.per_class_csv).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
-    let ten = test(&config, dir, None, Split::Val, TestView::TenCrop).unwrap();
+    // The confusion matrix: rows sum to the class counts, the trace is top-1 × images.
+    let matrix = fs::read_to_string(&report.files.confusion_csv).unwrap();
+    let cells: Vec<Vec<u64>> = matrix
+        .lines()
+        .skip(1)
+        .map(|line| {
+            line.split(',')
+                .skip(1)
+                .map(|n| n.parse().unwrap())
+                .collect()
+        })
+        .collect();
+    let mut class_counts = [0u64; 4];
+    for item in ProcessedDataset::open(config.train.data.as_ref().unwrap())
+        .unwrap()
+        .items(Split::Val)
+    {
+        class_counts[item.class] += 1;
+    }
+    let row_sums: Vec<u64> = cells.iter().map(|row| row.iter().sum()).collect();
+    assert_eq!(row_sums, class_counts, "{matrix}");
+    let trace: u64 = (0..4).map(|c| cells[c][c]).sum();
+    assert_eq!(
+        trace as f64,
+        (report.top1 * report.images as f64).round(),
+        "{matrix}"
+    );
+    let eval_events = read_event_dir(&report.files.tensorboard).unwrap();
+    assert_eq!(eval_events.images["confusion_matrix"], vec![6]);
+    if report.top1 < 1.0 {
+        assert_eq!(eval_events.images["misclassified"], vec![6]);
+    }
+    let ten_crop = TestRequest {
+        split: Some(Split::Val),
+        view: Some(TestView::TenCrop),
+        ..TestRequest::default()
+    };
+    let ten = test(&config, dir, &ten_crop).unwrap();
     assert_eq!(ten.images, 32);
-    assert!(ten.per_class_csv.to_string_lossy().contains("tencrop"));
+    assert!(
+        ten.files
+            .per_class_csv
+            .to_string_lossy()
+            .contains("tencrop")
+    );
+    // No test split in this dataset: asking for it is an error, not val's numbers.
+    let asked = TestRequest {
+        split: Some(Split::Test),
+        ..TestRequest::default()
+    };
+    let error = test(&config, dir, &asked).unwrap_err().to_string();
+    assert!(error.contains("no test split"), "{error}");
 }
 
 #[test]

@@ -68,6 +68,10 @@ pub struct TrainerState {
     pub loss_scale: LossScaleState,
     /// The best validation accuracy.
     pub best: Option<BestMetric>,
+    /// The prepared dataset trained on (absent from checkpoints written before it was
+    /// recorded); a resume on a changed dataset is refused.
+    #[serde(default)]
+    pub dataset: Option<alexnet_prep::DatasetFingerprint>,
     /// Every epoch's metrics so far.
     pub history: Vec<EpochMetrics>,
 }
@@ -82,6 +86,7 @@ impl TrainerState {
             seed,
             model,
             classes: Vec::new(),
+            dataset: None,
             schedule,
             loss_scale: LossScaleState {
                 scale: loss_scale,

@@ -30,6 +30,7 @@
 pub mod checkpoint;
 pub mod commands;
 pub mod config;
+pub mod confusion;
 pub mod data;
 pub mod device;
 pub mod distributed;

@@ -19,6 +19,10 @@ pub struct EpochMetrics {
     pub val_top1: f64,
     /// Validation top-5 accuracy.
     pub val_top5: f64,
+    /// Validation mean per-class accuracy (absent from checkpoints written before it
+    /// was measured).
+    #[serde(default)]
+    pub val_mean_per_class: Option<f64>,
     /// Learning rate used during the epoch.
     pub lr: f64,
     /// Training images per second (the step, data loading included).
@@ -48,15 +52,30 @@ pub struct Accumulator {
     pub top1: usize,
     /// Samples whose target is among the top five.
     pub top5: usize,
+    /// `(top-1 correct, samples)` per class; empty unless made
+    /// [`with_classes`](Self::with_classes).
+    pub per_class: Vec<(u64, u64)>,
 }
 
 impl Accumulator {
+    /// An accumulator that also counts per class (for mean per-class accuracy).
+    pub fn with_classes(classes: usize) -> Self {
+        Self {
+            per_class: vec![(0, 0); classes],
+            ..Self::default()
+        }
+    }
+
     /// Adds a batch of `rows` (log-probabilities, row-major `[n, classes]`) with
     /// `targets`; the loss added is the mean negative log-likelihood.
     pub fn add_log_probs(&mut self, rows: &[f32], classes: usize, targets: &[usize]) {
         let mut loss = 0.0f64;
         for (row, &target) in rows.chunks_exact(classes).zip(targets) {
             let rank = rank_of(row, target);
+            if let Some(class) = self.per_class.get_mut(target) {
+                class.0 += u64::from(rank == 0);
+                class.1 += 1;
+            }
             self.top1 += usize::from(rank == 0);
             self.top5 += usize::from(rank < 5);
             loss -= f64::from(row[target]);
@@ -78,6 +97,11 @@ impl Accumulator {
     /// Top-5 accuracy.
     pub fn top5(&self) -> f64 {
         self.top5 as f64 / self.count.max(1) as f64
+    }
+
+    /// Mean per-class accuracy over the classes seen; `None` without per-class counts.
+    pub fn mean_per_class(&self) -> Option<f64> {
+        crate::confusion::mean_per_class(self.per_class.iter().copied())
     }
 }
 
@@ -130,9 +154,11 @@ mod tests {
             ln(0.3),
             ln(0.2), // target 2: rank 2
         ];
-        let mut acc = Accumulator::default();
+        let mut acc = Accumulator::with_classes(3);
         acc.add_log_probs(&rows, 3, &[0, 2]);
         assert_eq!((acc.top1, acc.top5, acc.count), (1, 2, 2));
+        assert_eq!(acc.per_class, [(1, 1), (0, 0), (0, 1)]);
+        assert_eq!(acc.mean_per_class(), Some(0.5));
         let expected = -(0.7f64.ln() + 0.2f64.ln()) / 2.0;
         assert!((acc.loss() - expected).abs() < 1e-6);
     }

@@ -40,13 +40,14 @@ pub(crate) fn open_tensorboard(dir: &Path, epochs_done: usize) -> Result<EventWr
 /// The epoch's log line.
 pub(crate) fn log_epoch(metrics: &EpochMetrics, epochs: usize) {
     tracing::info!(
-        "epoch {}/{epochs}: loss {:.4}, train acc {:.2}%, val loss {:.4}, val acc {:.2}% (top-5 {:.2}%), lr {:.3e}, {:.1} images/s, {:.1}s",
+        "epoch {}/{epochs}: loss {:.4}, train acc {:.2}%, val loss {:.4}, val acc {:.2}% (top-5 {:.2}%, mean per class {:.2}%), lr {:.3e}, {:.1} images/s, {:.1}s",
         metrics.epoch,
         metrics.train_loss,
         100.0 * metrics.train_accuracy,
         metrics.val_loss,
         100.0 * metrics.val_top1,
         100.0 * metrics.val_top5,
+        100.0 * metrics.val_mean_per_class.unwrap_or(f64::NAN),
         metrics.lr,
         metrics.images_per_sec,
         metrics.seconds
@@ -65,6 +66,9 @@ pub(crate) fn write_scalars(
     board.scalar("accuracy/train", metrics.train_accuracy, step)?;
     board.scalar("accuracy/val", metrics.val_top1, step)?;
     board.scalar("accuracy/val_top5", metrics.val_top5, step)?;
+    if let Some(mean) = metrics.val_mean_per_class {
+        board.scalar("accuracy/val_mean_per_class", mean, step)?;
+    }
     board.scalar("learning_rate", metrics.lr, step)?;
     board.scalar("throughput/images_per_sec", metrics.images_per_sec, step)?;
     if loss_scaling {
@@ -72,6 +76,59 @@ pub(crate) fn write_scalars(
         board.scalar("skipped_steps", metrics.skipped_steps as f64, step)?;
     }
     Ok(board.flush()?)
+}
+
+/// One `summary.csv` row.
+#[derive(serde::Serialize)]
+struct SummaryRow {
+    epoch: usize,
+    train_loss: f64,
+    train_acc: f64,
+    val_loss: f64,
+    val_top1: f64,
+    val_top5: f64,
+    /// Empty for epochs recorded before it was measured.
+    val_mean_per_class: Option<f64>,
+    lr: f64,
+    images_per_s: f64,
+    seconds: f64,
+}
+
+/// Writes `history` as `summary.csv` (atomically, header included): one row an epoch.
+pub(crate) fn write_summary_csv(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    if history.is_empty() {
+        writer.write_record([
+            "epoch",
+            "train_loss",
+            "train_acc",
+            "val_loss",
+            "val_top1",
+            "val_top5",
+            "val_mean_per_class",
+            "lr",
+            "images_per_s",
+            "seconds",
+        ])?;
+    }
+    for metrics in history {
+        writer.serialize(SummaryRow {
+            epoch: metrics.epoch,
+            train_loss: metrics.train_loss,
+            train_acc: metrics.train_accuracy,
+            val_loss: metrics.val_loss,
+            val_top1: metrics.val_top1,
+            val_top5: metrics.val_top5,
+            val_mean_per_class: metrics.val_mean_per_class,
+            lr: metrics.lr,
+            images_per_s: metrics.images_per_sec,
+            seconds: metrics.seconds,
+        })?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|error| TrainError::Csv(error.into_error().into()))?;
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// A grid of the first `count` training images of epoch 1 as the network sees them

@@ -17,12 +17,16 @@
 
 pub mod classify;
 pub mod export;
+mod protocol;
 mod test;
 mod train;
 
 use std::path::{Path, PathBuf};
 
 use alexnet_prep::{DemoPrepOptions, prepare_demo};
+pub use protocol::{
+    ProtocolCommand, ProtocolReport, ProtocolSplit, mean_and_std, protocol_command,
+};
 pub use test::{TestCommand, resolve_test_data, test_command};
 pub use train::train_command;
 

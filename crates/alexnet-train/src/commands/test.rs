@@ -8,7 +8,7 @@ use super::{command_config, resolve_data};
 use crate::{
     config::{ExperimentConfig, Overrides},
     error::{Result, invalid},
-    eval::{TestReport, TestView, test},
+    eval::{TestReport, TestRequest, TestView, test},
     trainer::RUN_CONFIG,
 };
 
@@ -45,10 +45,12 @@ pub struct TestCommand<'a> {
     pub config: Option<&'a Path>,
     /// `--checkpoint`; else the run's latest.
     pub checkpoint: Option<PathBuf>,
-    /// The split to evaluate.
-    pub split: Split,
+    /// The split to evaluate; `None`: test where the dataset has one, else val.
+    pub split: Option<Split>,
     /// How images are presented.
     pub view: TestView,
+    /// Score a dataset other than the one the checkpoint trained on.
+    pub other_dataset: bool,
     /// `--run-dir`, `--data`, `--device`.
     pub overrides: Overrides,
 }
@@ -68,11 +70,11 @@ pub fn test_command(command: &TestCommand) -> Result<TestReport> {
     }
     let _log = crate::logging::init(&config.logging, None)?;
     resolve_test_data(&mut config, &run_dir)?;
-    test(
-        &config,
-        &run_dir,
-        command.checkpoint.as_deref(),
-        command.split,
-        command.view,
-    )
+    let request = TestRequest {
+        checkpoint: command.checkpoint.as_deref(),
+        split: command.split,
+        view: Some(command.view),
+        other_dataset: command.other_dataset,
+    };
+    test(&config, &run_dir, &request)
 }

@@ -117,13 +117,24 @@ impl ProcessGroup {
         if self.size() == 1 {
             return Ok(());
         }
-        let mut values = [
+        // Every rank evaluates the same model, so per-class counts have one length.
+        let mut values = vec![
             accumulator.count as f64,
             accumulator.loss_sum,
             accumulator.top1 as f64,
             accumulator.top5 as f64,
         ];
+        for &(correct, total) in &accumulator.per_class {
+            values.extend([correct as f64, total as f64]);
+        }
         self.collective.all_reduce_f64(&mut values, what)?;
+        for (class, pair) in accumulator
+            .per_class
+            .iter_mut()
+            .zip(values[4..].chunks_exact(2))
+        {
+            *class = (pair[0] as u64, pair[1] as u64);
+        }
         // Counts below 2^53 are exact in f64.
         accumulator.count = values[0] as usize;
         accumulator.loss_sum = values[1];

@@ -9,7 +9,7 @@ use burn::prelude::*;
 use indicatif::ProgressBar;
 use tfevents::EventWriter;
 
-use super::{EpochObserver, TrainSummary, Trainer};
+use super::{EpochObserver, SUMMARY_CSV, TrainSummary, Trainer};
 use crate::{
     data::{ImageBatch, ImageBatcher, epoch_seed, for_each_batch, loader_pool, train_loader},
     error::{Result, TrainError},
@@ -18,7 +18,7 @@ use crate::{
     logging::{finish_progress, progress_bar},
     metrics::{Accumulator, EpochMetrics},
     optim::{LossScaler, MIN_LOSS_SCALE},
-    report::{log_epoch, open_tensorboard, preview_grid, write_scalars},
+    report::{log_epoch, open_tensorboard, preview_grid, write_scalars, write_summary_csv},
     step::{StepOutcome, all_finite},
 };
 
@@ -121,6 +121,7 @@ impl Trainer {
         let writes = self.stepper.group.is_first();
         if writes {
             self.write_resolved_config()?;
+            write_summary_csv(&self.run_dir.join(SUMMARY_CSV), &self.state.history)?;
         }
         let tensorboard_dir = self.run_dir.join("tensorboard");
         let mut board = if writes {
@@ -237,6 +238,7 @@ impl Trainer {
             val_loss: val.loss(),
             val_top1: val.top1(),
             val_top5: val.top5(),
+            val_mean_per_class: val.mean_per_class(),
             lr,
             images_per_sec: images as f64 / train_seconds.max(1e-9),
             seconds: started.elapsed().as_secs_f64(),
@@ -249,6 +251,9 @@ impl Trainer {
         }
         pause_point("epoch-logged", epoch);
         self.keep(&metrics)?;
+        if self.stepper.group.is_first() {
+            write_summary_csv(&self.run_dir.join(SUMMARY_CSV), &self.state.history)?;
+        }
         Ok(metrics)
     }
 
@@ -283,12 +288,13 @@ impl Trainer {
         };
         let group = &mut self.stepper.group;
         let model = self.model.as_ref().ok_or(TrainError::ModelLost)?;
-        let (mut val, _) = evaluate(
+        let mut val = evaluate(
             model,
             &self.inputs.val_set.share(group.rank(), group.size()),
             self.inputs.eval_pipeline.clone(),
             &options,
-        )?;
+        )?
+        .metrics;
         group.sum_accumulator(&mut val, "the validation sums")?;
         if !val.loss().is_finite() {
             return Err(self.diverged_at_epoch_end(

@@ -273,6 +273,21 @@ fn restore(
         )?;
     }
     state.classes = classes;
+    let dataset = inputs.data.fingerprint();
+    if let (Some(checkpoint), Some(trained)) = (checkpoint, &state.dataset) {
+        let changes = dataset.changes_since(trained);
+        if !changes.is_empty() {
+            return Err(TrainError::Checkpoint {
+                path: checkpoint.dir.clone(),
+                reason: format!(
+                    "trained on another version of {}: {} changed since; resume on the dataset it trained on, or start a new run (another --run-dir)",
+                    inputs.data.root().display(),
+                    changes.join(", ")
+                ),
+            });
+        }
+    }
+    state.dataset = Some(dataset);
     Ok((model, optim, state))
 }
 
