@@ -123,7 +123,8 @@ fn a_few_epochs_learn() {
     ));
     assert!(rows[6].starts_with("6,"), "{summary_csv}");
     let mean = last.val_mean_per_class.expect("measured every epoch");
-    assert!(rows[6].contains(&format!(",{mean},")), "{summary_csv}");
+    let field: f64 = rows[6].split(',').nth(6).unwrap().parse().unwrap();
+    assert_eq!(field, mean, "{summary_csv}");
     assert_eq!(events.scalars["accuracy/val_mean_per_class"].len(), 6);
 
     // test_caltech's path: the latest checkpoint on the validation split, which chose
@@ -229,7 +230,28 @@ fn kill_and_resume_equals_an_uninterrupted_run() {
             .trim(),
         "epoch-0002"
     );
+    let summary_epochs = || -> Vec<String> {
+        let text = fs::read_to_string(resumed_dir.path().join("summary.csv")).unwrap();
+        text.lines()
+            .skip(1)
+            .map(|line| line.split(',').next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(summary_epochs(), ["1", "2", "3"]);
     let second = train(&config, &mut |_| true).unwrap();
+    // summary.csv: one row an epoch, the killed run's epoch 3 replaced.
+    assert_eq!(summary_epochs(), ["1", "2", "3", "4"]);
+    let summary = fs::read_to_string(resumed_dir.path().join("summary.csv")).unwrap();
+    let row3: f64 = summary
+        .lines()
+        .nth(3)
+        .unwrap()
+        .split(',')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(row3, second.history[2].train_loss, "{summary}");
     assert_eq!(second.history.len(), 4);
     for (a, b) in reference.history.iter().zip(&second.history) {
         for (name, x, y) in [

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- prep [--jobs 1]
+//! cargo run --release --example bench -- prep-scale [--files 100000] [--classes 1000]
 //! cargo run --release --example bench -- augment
 //! cargo run --release --example bench -- train  [--device flex] [--batch-size 32] [--precision f32] [--size 227]
 //! cargo run --release --example bench -- infer  [--device flex] [--batch-size 64]
@@ -67,6 +68,22 @@ enum Command {
         images: usize,
         /// Where the generated JPEGs are kept between runs.
         #[arg(long, default_value = "target/bench/prep-input")]
+        dir: PathBuf,
+    },
+    /// Preparing many small files in many classes (ImageNet's shape, scaled down): time
+    /// per phase and peak memory of one run.
+    PrepScale {
+        /// Files to generate and prepare.
+        #[arg(long, default_value_t = 100_000, value_parser = at_least_one)]
+        files: usize,
+        /// Class folders.
+        #[arg(long, default_value_t = 1_000, value_parser = at_least_one)]
+        classes: usize,
+        /// Side of the prepared images.
+        #[arg(long, default_value_t = 64, value_parser = at_least_one_u32)]
+        size: u32,
+        /// Where the generated files are kept between runs.
+        #[arg(long, default_value = "target/bench/prep-scale")]
         dir: PathBuf,
     },
     /// The original's training augmentation (mean subtraction, flip, random crop 227) on
@@ -201,6 +218,10 @@ fn at_least_one(text: &str) -> std::result::Result<usize, String> {
     }
 }
 
+fn at_least_one_u32(text: &str) -> std::result::Result<u32, String> {
+    at_least_one(text).and_then(|value| u32::try_from(value).map_err(|error| error.to_string()))
+}
+
 /// The median (0 for no values).
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -271,6 +292,17 @@ fn main() {
         let args = Args::parse();
         match args.command {
             Command::Prep { jobs, images, dir } => prep::bench_prep(jobs, images, &dir, args.reps),
+            Command::PrepScale {
+                files,
+                classes,
+                size,
+                dir,
+            } => prep::bench_prep_scale(
+                files,
+                classes,
+                &dir.join(format!("{files}-{classes}")),
+                size,
+            ),
             Command::Augment { n } => augment::bench_augment(n, args.reps),
             Command::Train(args) => model::bench_model(args, true),
             Command::Infer(args) => model::bench_model(args, false),

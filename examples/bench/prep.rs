@@ -89,3 +89,82 @@ pub fn bench_prep(jobs: Option<usize>, images: usize, dir: &Path, reps: usize) -
     let _ = std::fs::remove_dir_all(&out);
     Ok(())
 }
+
+/// Generates `files` small JPEGs (48–96 px, drawn like the demo's) in `classes` class
+/// folders under `dir`, in parallel, once (a `.complete-<files>-<classes>` marker).
+fn scale_images(dir: &Path, files: usize, classes: usize) -> Result<()> {
+    use rayon::prelude::*;
+    let marker = dir.join(format!(".complete-{files}-{classes}"));
+    if marker.exists() {
+        return Ok(());
+    }
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!(
+            "--dir {}: not empty and not a complete `bench prep-scale` folder of {files} files in {classes} classes; name a new or empty folder",
+            dir.display()
+        );
+    }
+    let config = DemoConfig {
+        min_size: 48,
+        max_size: 96,
+        ..DemoConfig::default()
+    };
+    (0..files).into_par_iter().try_for_each(|i| -> Result<()> {
+        let class = i % classes;
+        let class_dir = dir.join(format!("{:04}.class{class}", class + 1));
+        std::fs::create_dir_all(&class_dir)?;
+        let image = prep::demo::draw(&config, class % 12, i as u64);
+        let mut bytes = Vec::new();
+        prep::encode_jpeg(&image, 85, &mut bytes).map_err(anyhow::Error::msg)?;
+        std::fs::write(class_dir.join(format!("{i:07}.jpg")), bytes)?;
+        Ok(())
+    })?;
+    std::fs::write(&marker, b"")?;
+    Ok(())
+}
+
+/// `bench prep-scale`: preparing `files` small files in `classes` classes (three splits,
+/// near duplicates searched), one run: time per phase and peak memory of the run.
+pub fn bench_prep_scale(files: usize, classes: usize, dir: &Path, size: u32) -> Result<()> {
+    let started = std::time::Instant::now();
+    scale_images(dir, files, classes)?;
+    eprintln!(
+        "# {files} files in {classes} classes in {} ({:.0} s to generate)",
+        dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    // The generation's memory is not the run's: reset the peak (Linux 4.0+).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let out = std::env::temp_dir().join(format!("alexnet-bench-prep-scale-{}", std::process::id()));
+    let config = PrepConfig {
+        input: Some(dir.to_path_buf()),
+        output: Some(out.clone()),
+        size,
+        val_split: 0.1,
+        test_split: 0.1,
+        ..PrepConfig::default()
+    };
+    let report = prep::Preprocessor::new(config).run()?;
+    let peak = crate::peak_rss_mib();
+    let _ = std::fs::remove_dir_all(&out);
+    let timings = &report.timings;
+    let bookkeeping = timings.total_s - timings.scan_s - timings.process_s;
+    println!(
+        "files={} classes={} written={} near_duplicates={} scan_s={:.2} process_s={:.2} bookkeeping_s={:.2} total_s={:.2} peak_rss_mib={:.0} threads={}",
+        report.counts.files,
+        report.counts.classes,
+        report.counts.written,
+        report.counts.near_duplicates,
+        timings.scan_s,
+        timings.process_s,
+        bookkeeping,
+        timings.total_s,
+        peak,
+        timings.threads
+    );
+    println!(
+        "RESULT prep-scale-{files} {:.2}",
+        report.counts.written as f64 / timings.total_s
+    );
+    Ok(())
+}

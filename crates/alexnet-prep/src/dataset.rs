@@ -12,71 +12,11 @@ use crate::{
     error::{IoContext, PrepError, Result},
     fingerprint::DatasetFingerprint,
     format::{
-        CATEGORIES_CSV, MARKER_FILE, MARKER_IN_PROGRESS, RGB_MEAN_JSON, TEST_CSV, TEST_DIR,
-        TRAIN_CSV, TRAIN_DIR, VAL_CSV, VAL_DIR,
+        CATEGORIES_CSV, MARKER_FILE, MARKER_IN_PROGRESS, RGB_MEAN_JSON, Split, TEST_CSV, TRAIN_CSV,
+        VAL_CSV,
     },
     stats::RgbStats,
 };
-
-/// Which split of a processed dataset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Split {
-    /// The training images (`train/`, `train.csv`).
-    Train,
-    /// The validation images (`val/`, `val.csv`): what a run chooses its best checkpoint
-    /// and its schedule on.
-    Val,
-    /// The test images (`test/`, `test.csv`): never read by training.
-    Test,
-}
-
-impl Split {
-    /// The three splits, in file order.
-    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
-
-    /// The folder of the split's images.
-    pub fn dir(self) -> &'static str {
-        match self {
-            Split::Train => TRAIN_DIR,
-            Split::Val => VAL_DIR,
-            Split::Test => TEST_DIR,
-        }
-    }
-
-    /// The split's list file.
-    pub fn csv(self) -> &'static str {
-        match self {
-            Split::Train => TRAIN_CSV,
-            Split::Val => VAL_CSV,
-            Split::Test => TEST_CSV,
-        }
-    }
-}
-
-impl std::fmt::Display for Split {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Split::Train => "train",
-            Split::Val => "val",
-            Split::Test => "test",
-        })
-    }
-}
-
-impl std::str::FromStr for Split {
-    type Err = String;
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
-        match text {
-            "train" => Ok(Split::Train),
-            "val" => Ok(Split::Val),
-            "test" => Ok(Split::Test),
-            other => Err(format!(
-                "unknown split `{other}` (expected train, val or test)"
-            )),
-        }
-    }
-}
 
 /// One labelled image of a split.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::dataset::Split;
+use crate::format::Split;
 
 /// Digests (SHA-256, first 16 hex digits) of a prepared dataset's class labels and of
 /// each split's `(image, class)` list, with the lists' lengths. Written by prep to

@@ -10,8 +10,8 @@ use std::{
 
 use crate::{
     config::{Layout, PrepConfig},
-    dataset::Split,
     error::{IoContext, PrepError, Result},
+    format::Split,
     report::{SkipReason, SkippedFile},
     scan::{ClassFolder, Scan, scan, scan_flat},
     split::{SplitRule, stratified_splits},

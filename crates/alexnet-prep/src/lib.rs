@@ -24,11 +24,15 @@
 //! - Files below a class folder are candidates; those in nested folders are used or
 //!   skipped according to [`NestedDirs`], and counted either way. Every file that is
 //!   not an image, or does not decode, is skipped with its reason in the report.
-//! - A seeded, stratified split (per class, by its own seeded shuffle).
+//! - Seeded, stratified splits (per class, by its own seeded shuffle): validation, test
+//!   and training by fraction ([`SplitRule::Fractions`]) or N training images per class
+//!   ([`SplitRule::TrainPerClass`]); or a presplit input kept as given ([`Layout`]).
+//! - Near duplicates across splits (a difference hash of each written image) and a
+//!   [`DatasetFingerprint`] of the split lists, in the report.
 //! - Decoding handles grayscale, CMYK/YCCK, RGBA (composited over a background), 16-bit,
 //!   palette and EXIF-rotated images; a truncated JPEG is an error, not a grey image.
 //! - Center crop, SIMD resize to `size × size`, JPEG; in parallel, streaming.
-//! - Outputs: `train/`, `val/`, `train.csv`, `val.csv`, `categories.csv`,
+//! - Outputs: `train/`, `val/`, `test/` and their CSVs, `categories.csv`,
 //!   `rgb_mean.json` (exact per-channel mean, covariance and its eigen-decomposition
 //!   over the written training images), `prep-report.json`. Every file is written to a
 //!   temporary name and renamed, and the lists are written last, so an interrupted run
@@ -59,7 +63,7 @@ pub use command::{PreprocessOutcome, preprocess_command};
 pub use config::{
     LabelRule, Layout, NearDuplicates, NestedDirs, PrepConfig, PrepOverrides, ResizeFilter,
 };
-pub use dataset::{Category, Item, ProcessedDataset, Split};
+pub use dataset::{Category, Item, ProcessedDataset};
 pub use decode::{DecodeError, DecodeOptions, Decoded, decode_rgb8};
 pub use demo::{
     DemoConfig, DemoPrepOptions, DemoSummary, PreparedDemo, demo_input, generate_demo, prepare_demo,
@@ -67,7 +71,7 @@ pub use demo::{
 pub use error::{PrepError, Result};
 pub use fingerprint::DatasetFingerprint;
 pub use format::{
-    CATEGORIES_CSV, MARKER_FILE, REPORT_JSON, RGB_MEAN_JSON, TEST_CSV, TEST_DIR, TRAIN_CSV,
+    CATEGORIES_CSV, MARKER_FILE, REPORT_JSON, RGB_MEAN_JSON, Split, TEST_CSV, TEST_DIR, TRAIN_CSV,
     TRAIN_DIR, VAL_CSV, VAL_DIR,
 };
 pub use neardup::{NearDuplicate, cross_split_pairs, difference_hash, is_informative};

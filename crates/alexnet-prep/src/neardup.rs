@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use image::{RgbImage, imageops};
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::Split;
+use crate::format::Split;
 
 /// The difference hash ("dHash") of an image: its grey level on a 9×8 grid (area
 /// averages), one bit per horizontally adjacent pair, set where the left is brighter.

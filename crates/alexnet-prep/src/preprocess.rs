@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use crate::{
     config::PrepConfig,
-    dataset::Split,
     decode::DecodeOptions,
     error::{IoContext, PrepError, Result},
+    format::Split,
     format::{MARKER_DONE, MARKER_FILE, REPORT_JSON, RGB_MEAN_JSON},
     io::write_output,
     layout::list_input,

@@ -3,7 +3,7 @@
 use rand::{SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha8Rng;
 
-use crate::dataset::Split;
+use crate::format::Split;
 
 /// How the images of one class are divided among the splits.
 #[derive(Debug, Clone, Copy, PartialEq)]

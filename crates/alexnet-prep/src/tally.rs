@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::{
     config::{NearDuplicates, PrepConfig},
-    dataset::Split,
     error::{IoContext, PrepError, Result},
     fingerprint::DatasetFingerprint,
+    format::Split,
     format::{CATEGORIES_CSV, CATEGORY_HEADER, LIST_HEADER},
     io::write_output,
     neardup::{NearDuplicate, cross_split_pairs, is_informative},

@@ -9,9 +9,9 @@ use std::{
 
 use crate::{
     config::{NearDuplicates, PrepConfig},
-    dataset::Split,
     decode::{DecodeOptions, decode_rgb8},
     error::Result,
+    format::Split,
     io::write_output,
     neardup::difference_hash,
     report::SkipReason,

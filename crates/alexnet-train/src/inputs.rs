@@ -14,6 +14,11 @@ use crate::{
     error::{Result, TrainError, invalid},
 };
 
+/// The split a run chooses its best checkpoint and its schedule (ReduceLROnPlateau) on.
+/// Training never reads the test split, so test numbers are of images nothing was
+/// chosen on.
+pub const SELECTION_SPLIT: Split = Split::Val;
+
 /// The model config with the number of classes from `categories.csv`; a configured
 /// number that disagrees is an error.
 pub fn resolve_model(config: &AlexNetConfig, data: &ProcessedDataset) -> Result<AlexNetConfig> {
@@ -117,7 +122,7 @@ impl Inputs {
         let model_config = resolve_model(&config.model, &data)?;
         let (train_pipeline, eval_pipeline) = build_pipelines(config, &data, &model_config)?;
         let train_set = ImageDataset::new(&data, Split::Train);
-        let val_set = ImageDataset::new(&data, Split::Val);
+        let val_set = ImageDataset::new(&data, SELECTION_SPLIT);
         let batch_size = config.train.batch_size;
         if batch_size > train_set.items().len() {
             return Err(invalid(

@@ -20,8 +20,7 @@ use crate::{
     data::{ImageDataset, loader_pool},
     device::parse_device,
     error::{Result, TrainError, invalid},
-    inputs::{build_pipelines, check_same_classes, class_labels},
-    trainer::SELECTION_SPLIT,
+    inputs::{SELECTION_SPLIT, build_pipelines, check_same_classes, class_labels},
 };
 
 /// What [`test`] measured.

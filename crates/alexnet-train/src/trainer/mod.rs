@@ -21,10 +21,7 @@ use burn::prelude::*;
 
 pub use self::setup::RUN_CONFIG;
 
-/// The split a run chooses its best checkpoint and its schedule (ReduceLROnPlateau) on.
-/// Training never reads the test split, so test numbers are of images nothing was
-/// chosen on.
-pub const SELECTION_SPLIT: alexnet_prep::Split = alexnet_prep::Split::Val;
+pub use crate::inputs::SELECTION_SPLIT;
 
 /// The run's per-epoch table, one row an epoch, rewritten from the state's history (so a
 /// resumed run's rows past its checkpoint go, as its TensorBoard points do).
