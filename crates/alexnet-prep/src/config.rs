@@ -140,8 +140,8 @@ pub struct PrepConfig {
     pub val_labels: Option<PathBuf>,
     /// Near-duplicate images across splits: report, drop, or off.
     pub near_duplicates: NearDuplicates,
-    /// Largest Hamming distance between two 64-bit difference hashes that counts as a
-    /// near duplicate, 0–7.
+    /// Largest Hamming distance between two images' 64-bit perceptual hashes for them to
+    /// be compared as near duplicates, 0–7 (a pair is then confirmed on thumbnails).
     pub near_duplicate_distance: u32,
     /// Side of the square output images, in pixels.
     pub size: u32,
@@ -236,7 +236,7 @@ impl Default for PrepConfig {
             train_per_class: None,
             val_labels: None,
             near_duplicates: NearDuplicates::default(),
-            near_duplicate_distance: 4,
+            near_duplicate_distance: 5,
             size: 256,
             center_crop: true,
             seed: 42,

@@ -74,7 +74,10 @@ pub use format::{
     CATEGORIES_CSV, MARKER_FILE, REPORT_JSON, RGB_MEAN_JSON, Split, TEST_CSV, TEST_DIR, TRAIN_CSV,
     TRAIN_DIR, VAL_CSV, VAL_DIR,
 };
-pub use neardup::{NearDuplicate, cross_split_pairs, difference_hash, is_informative};
+pub use neardup::{
+    MAX_THUMBNAIL_DIFFERENCE, NearDuplicate, Signature, cross_split_pairs, signature,
+    thumbnail_difference,
+};
 pub use preprocess::{LabelFn, Preprocessor, preprocess, progress_bar, styled_progress_bar};
 pub use report::{FileWarning, PrepCounts, PrepReport, PrepTimings, SkipReason, SkippedFile};
 pub use split::{SplitRule, SplitSizes, stratified_splits};

@@ -13,7 +13,9 @@ use crate::{
     format::Split,
     format::{CATEGORIES_CSV, CATEGORY_HEADER, LIST_HEADER},
     io::write_output,
-    neardup::{NearDuplicate, cross_split_pairs, is_informative},
+    neardup::{
+        MAX_THUMBNAIL_DIFFERENCE, NearDuplicate, Signature, cross_split_pairs, thumbnail_difference,
+    },
     report::{FileWarning, PrepCounts, SkippedFile},
     scan::{ClassFolder, Scan},
     stats::RgbAccumulator,
@@ -26,9 +28,9 @@ pub(crate) struct ListRow<'a> {
     pub image: &'a str,
     pub class: usize,
     pub source: String,
-    /// The written image's hash (not written to the CSV).
+    /// The written image's signature (not written to the CSV).
     #[serde(skip)]
-    pub hash: Option<u64>,
+    pub signature: Option<Signature>,
 }
 
 #[derive(Serialize)]
@@ -96,7 +98,7 @@ impl<'j> Tally<'j> {
 
     fn add(&mut self, job: &'j Job, outcome: Outcome) {
         let source = job.source.to_string_lossy().into_owned();
-        let (stats, warning, hash) = match outcome {
+        let (stats, warning, signature) = match outcome {
             Outcome::Skipped(reason) => {
                 tracing::warn!("skipped {source}: {reason}");
                 self.skipped.push(SkippedFile {
@@ -108,8 +110,8 @@ impl<'j> Tally<'j> {
             Outcome::Written {
                 stats,
                 warning,
-                hash,
-            } => (stats, warning, hash),
+                signature,
+            } => (stats, warning, signature),
         };
         if let Some(warning) = warning {
             tracing::warn!("{source}: {warning}");
@@ -128,7 +130,7 @@ impl<'j> Tally<'j> {
             image: &job.name,
             class: job.class,
             source,
-            hash,
+            signature,
         });
     }
 
@@ -142,9 +144,9 @@ impl<'j> Tally<'j> {
         let mut images = Vec::new();
         for split in Split::ALL {
             for (row, list_row) in self.rows[slot(split)].iter().enumerate() {
-                if let Some(hash) = list_row.hash.filter(|&hash| is_informative(hash)) {
+                if let Some(signature) = &list_row.signature {
                     index.push((split, row));
-                    images.push((hash, split));
+                    images.push((signature.hash, split));
                 }
             }
         }
@@ -155,21 +157,30 @@ impl<'j> Tally<'j> {
         ];
         for (a, b, distance) in cross_split_pairs(&images, config.near_duplicate_distance) {
             let ((split_a, row_a), (split_b, row_b)) = (index[a], index[b]);
+            let first = &self.rows[slot(split_a)][row_a];
             let second = &self.rows[slot(split_b)][row_b];
+            let (Some(x), Some(y)) = (&first.signature, &second.signature) else {
+                continue;
+            };
+            let difference = thumbnail_difference(&x.thumbnail, &y.thumbnail);
+            if difference > MAX_THUMBNAIL_DIFFERENCE {
+                continue;
+            }
             tracing::warn!(
                 "near duplicates across splits: {} ({split_a}) and {} ({split_b}), distance {distance}",
-                self.rows[slot(split_a)][row_a].source,
+                first.source,
                 second.source
             );
             if drop {
                 dropped[slot(split_b) - 1][row_b] = true;
             }
             self.near_duplicates.push(NearDuplicate {
-                first: self.rows[slot(split_a)][row_a].source.clone(),
+                first: first.source.clone(),
                 first_split: split_a,
                 second: second.source.clone(),
                 second_split: split_b,
                 distance,
+                difference,
                 dropped: drop,
             });
         }

@@ -13,7 +13,7 @@ use crate::{
     error::Result,
     format::Split,
     io::write_output,
-    neardup::difference_hash,
+    neardup::{Signature, signature},
     report::SkipReason,
     scan::ClassFolder,
     stats::RgbAccumulator,
@@ -35,8 +35,8 @@ pub(crate) enum Outcome {
     Written {
         stats: Option<RgbAccumulator>,
         warning: Option<String>,
-        /// The written image's difference hash, unless near duplicates are off.
-        hash: Option<u64>,
+        /// The written image's signature, unless near duplicates are off.
+        signature: Option<Signature>,
     },
     Skipped(SkipReason),
 }
@@ -131,7 +131,7 @@ impl Worker {
             Err(error) => return Ok(Outcome::Skipped(SkipReason::Unreadable(error))),
         };
         drop(decoded.image);
-        let hash = self.hash.then(|| difference_hash(&resized));
+        let signature = self.hash.then(|| signature(&resized));
         if let Err(error) = encode_jpeg(&resized, self.quality, &mut self.encoded) {
             return Ok(Outcome::Skipped(SkipReason::Unreadable(error)));
         }
@@ -154,7 +154,7 @@ impl Worker {
         Ok(Outcome::Written {
             stats,
             warning: decoded.warning,
-            hash,
+            signature,
         })
     }
 }
