@@ -27,7 +27,8 @@
 //! - Seeded, stratified splits (per class, by its own seeded shuffle): validation, test
 //!   and training by fraction ([`SplitRule::Fractions`]) or N training images per class
 //!   ([`SplitRule::TrainPerClass`]); or a presplit input kept as given ([`Layout`]).
-//! - Near duplicates across splits (a difference hash of each written image) and a
+//! - Near duplicates across splits (a perceptual hash of each written image, confirmed
+//!   on a thumbnail) and a
 //!   [`DatasetFingerprint`] of the split lists, in the report.
 //! - Decoding handles grayscale, CMYK/YCCK, RGBA (composited over a background), 16-bit,
 //!   palette and EXIF-rotated images; a truncated JPEG is an error, not a grey image.
