@@ -270,3 +270,30 @@ fn draw_text(image: &mut RgbImage, x: u32, y: u32, text: &str, colour: Rgb<u8>) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_drawn_inside_their_tile() {
+        let mut image = RgbImage::from_pixel(TILE + 40, 10, Rgb([255, 255, 255]));
+        let long = "T:".to_string() + &"w".repeat(40);
+        draw_text(&mut image, 0, 1, &long, Rgb([0, 100, 0]));
+        let inked = |x0: u32, x1: u32| {
+            (x0..x1)
+                .flat_map(|x| (0..10).map(move |y| (x, y)))
+                .filter(|&(x, y)| image.get_pixel(x, y).0 != [255, 255, 255])
+                .count()
+        };
+        assert!(inked(0, 8) > 5, "`T` is drawn");
+        assert!(
+            inked(TILE / 8 * 8 - 8, TILE) > 5,
+            "the last character that fits"
+        );
+        assert_eq!(inked(TILE, TILE + 40), 0, "nothing past the tile's width");
+        if let Ok(path) = std::env::var("ALEXNET_SAVE_LABEL_TEST") {
+            image.save(path).unwrap();
+        }
+    }
+}
