@@ -131,6 +131,17 @@ fn split_classes(classes: &[ClassFolder], config: &PrepConfig) -> Result<Vec<Vec
 /// `train/`, `val/` and maybe `test/`, each a class-per-folder tree (or `val/` flat
 /// with `prep.val_labels`), kept as given; classes are `train/`'s.
 fn list_presplit(input: &Path, config: &PrepConfig) -> Result<Listing> {
+    for needed in ["train", "val"] {
+        if !input.join(needed).is_dir() {
+            return Err(PrepError::InvalidConfig {
+                field: "prep.layout",
+                reason: format!(
+                    "is presplit but {} has no {needed}/ folder (expected train/, val/ and optionally test/)",
+                    input.display()
+                ),
+            });
+        }
+    }
     let part = |name: &str| -> Result<Scan> {
         Ok(scan(&input.join(name), config.nested, config.max_file_bytes)?.under(name))
     };

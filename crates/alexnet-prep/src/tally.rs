@@ -121,7 +121,7 @@ impl<'j> Tally<'j> {
             });
         }
         if let Some(stats) = stats {
-            self.train_stats = std::mem::take(&mut self.train_stats).merge(stats);
+            self.train_stats = std::mem::take(&mut self.train_stats).merge(*stats);
         }
         if job.source.components().count() > 2 {
             self.counts.nested_included += 1;

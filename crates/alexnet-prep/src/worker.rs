@@ -33,7 +33,7 @@ pub(crate) struct Job {
 /// What became of a job's image.
 pub(crate) enum Outcome {
     Written {
-        stats: Option<RgbAccumulator>,
+        stats: Option<Box<RgbAccumulator>>,
         warning: Option<String>,
         /// The written image's signature, unless near duplicates are off.
         signature: Option<Signature>,
@@ -148,7 +148,7 @@ impl Worker {
             };
             let mut stats = RgbAccumulator::default();
             stats.add_image(written.image.as_raw());
-            Some(stats)
+            Some(Box::new(stats))
         };
         write_output(&output.join(job.split.dir()).join(&job.name), &self.encoded)?;
         Ok(Outcome::Written {

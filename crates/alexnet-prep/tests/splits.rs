@@ -348,3 +348,17 @@ fn the_fingerprint_in_the_report_is_the_datasets() {
         "{changes:?}"
     );
 }
+
+#[test]
+fn presplit_without_val_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    dataset(&raw, "train/", &[3, 3], 14);
+    let mut cfg = config(&raw, &dir.path().join("out"));
+    cfg.layout = Layout::Presplit;
+    let error = Preprocessor::new(cfg).run().unwrap_err().to_string();
+    assert!(
+        error.contains("prep.layout") && error.contains("no val/"),
+        "{error}"
+    );
+}

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 
 use alexnet_prep::{Preprocessor, Split};
 
-use super::command_config;
 use crate::{
-    config::Overrides,
+    config::{ExperimentConfig, Overrides},
     error::{Result, invalid},
     eval::{TestReport, TestRequest, test},
     trainer::Trainer,
@@ -110,7 +109,13 @@ pub fn protocol_command(command: &ProtocolCommand) -> Result<ProtocolReport> {
             "the protocol prepares its own datasets and runs under --dir",
         ));
     }
-    let (base, _) = command_config(command.config, &command.overrides, false)?;
+    // The original post's settings without a config file (not the demo's, which
+    // command_config picks when no dataset is given).
+    let mut base = match command.config {
+        Some(path) => ExperimentConfig::load(path)?,
+        None => ExperimentConfig::default(),
+    };
+    base.apply(&command.overrides);
     let _log = crate::logging::init(&base.logging, None)?;
     let mut splits = Vec::with_capacity(command.splits);
     for k in 0..command.splits {
