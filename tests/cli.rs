@@ -263,8 +263,8 @@ fn train_and_test_bad_invocations() {
         "no-run does not exist",
     );
     fails_with(
-        run("test_caltech", &["--split", "test"], cwd),
-        "unknown split",
+        run("test_caltech", &["--split", "testing"], cwd),
+        "unknown split `testing` (expected train, val or test)",
     );
     one_line_error(
         run(

@@ -49,6 +49,24 @@ fn dataset(root: &Path, prefix: &str, per_class: &[usize], seed: u64) {
     }
 }
 
+/// Every file under `root` with its bytes.
+fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push((path.clone(), fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 fn config(input: &Path, output: &Path) -> PrepConfig {
     PrepConfig {
         input: Some(input.to_path_buf()),
@@ -158,7 +176,9 @@ fn a_presplit_tree_is_kept_as_given() {
     dataset(&raw, "train/", &[6, 5], 4);
     dataset(&raw, "val/", &[2, 3], 5);
     dataset(&raw, "test/", &[1, 2], 6);
+    let before = snapshot(&raw);
     let report = Preprocessor::new(config(&raw, &out)).run().unwrap();
+    assert_eq!(snapshot(&raw), before, "the input was modified");
     assert_eq!(report.layout, Layout::Presplit, "detected");
     let data = ProcessedDataset::open(&out).unwrap();
     assert_eq!(data.num_classes(), 2);
@@ -222,7 +242,9 @@ fn a_flat_val_folder_is_labelled_by_a_kaggle_style_csv() {
     .unwrap();
     let mut cfg = config(&raw, &out);
     cfg.val_labels = Some(labels.clone());
+    let before = snapshot(&raw);
     let report = Preprocessor::new(cfg.clone()).run().unwrap();
+    assert_eq!(snapshot(&raw), before, "the input was modified");
     assert_eq!(report.layout, Layout::Presplit);
     assert_eq!(report.labels_without_file, 1);
     assert!(report.skipped.iter().any(|s| s.path == "val/unlisted.jpg"));
