@@ -36,6 +36,9 @@ fn run(args: Args) -> Result<()> {
         // Rank 0 reports for a distributed run.
         return Ok(());
     }
+    if let Some(stop) = &summary.stopped_early {
+        println!("{stop}");
+    }
     let last = summary.history.last();
     println!(
         "done: {} epochs, val acc {:.2}% — checkpoint {} — TensorBoard: tensorboard --logdir {}",

@@ -166,7 +166,13 @@ fn two_ranks_take_the_steps_of_one_process_with_the_whole_batch() {
     entries.sort();
     assert_eq!(
         entries,
-        ["checkpoints", "config.toml", "tensorboard", "train.log"]
+        [
+            "checkpoints",
+            "config.toml",
+            "summary.csv",
+            "tensorboard",
+            "train.log"
+        ]
     );
     assert_eq!(
         fs::read_dir(cwd.join("ranked/tensorboard"))

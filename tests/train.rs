@@ -14,6 +14,7 @@ use alexnet::{
         config::Resume,
         eval::{TestRequest, TestView, test},
         metrics::EpochMetrics,
+        optim::{EarlyStoppingConfig, schedule::Metric},
         tfevents::read_event_dir,
         trainer::train,
     },
@@ -491,4 +492,41 @@ fn the_preview_shows_a_shuffled_batch() {
         colours.len() >= 2,
         "every tile has the colour {colours:?}: the preview shows one class"
     );
+}
+
+/// `train.early_stopping` ends the run when its metric stops improving, checkpoints the
+/// epoch it stops on (not a checkpoint-interval epoch here), keeps best/, and a second
+/// run finds the training done.
+#[test]
+fn early_stopping_ends_the_run_and_a_resume_finds_it_done() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_config(dir.path());
+    config.train.epochs = 6;
+    config.train.checkpoint_interval = 5;
+    // No epoch can improve on the first by a million: the run stops after epoch 2.
+    config.train.early_stopping = Some(EarlyStoppingConfig {
+        metric: Metric::ValLoss,
+        mode: None,
+        patience: 1,
+        min_delta: 1e6,
+    });
+    let summary = train(&config, &mut |_| true).unwrap();
+    assert_eq!(summary.history.len(), 2);
+    let stop = summary.stopped_early.expect("stopped early");
+    assert_eq!((stop.epoch, stop.best.1), (2, 1));
+    assert!(
+        stop.to_string().contains("val_loss has not improved"),
+        "{stop}"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("checkpoints/latest"))
+            .unwrap()
+            .trim(),
+        "epoch-0002"
+    );
+    assert!(dir.path().join("checkpoints/best/model.bpk").is_file());
+    let again = train(&config, &mut |_| true).unwrap();
+    assert_eq!(again.history.len(), 2, "no epoch after the stop");
+    assert_eq!(again.stopped_early.map(|s| s.epoch), Some(2));
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Result, invalid},
-    optim::{LossScaleConfig, SchedulerConfig},
+    optim::{EarlyStoppingConfig, LossScaleConfig, SchedulerConfig},
 };
 
 /// Floating-point precision of the forward and backward passes. Weights and optimizer
@@ -100,6 +100,9 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// The learning-rate schedule, stepped once per epoch.
     pub scheduler: SchedulerConfig,
+    /// Ends the run once a metric has stopped improving (`[train.early_stopping]`);
+    /// none by default.
+    pub early_stopping: Option<EarlyStoppingConfig>,
     /// Save a checkpoint every this many epochs (and at the end).
     pub checkpoint_interval: usize,
     /// Epoch checkpoints kept (the newest); the best model is kept separately.
@@ -141,6 +144,7 @@ impl Default for TrainConfig {
             nesterov: true,
             weight_decay: 5e-4,
             scheduler: SchedulerConfig::default(),
+            early_stopping: None,
             checkpoint_interval: 10,
             keep_last: 3,
             device: crate::device::DEFAULT_DEVICE.to_string(),
@@ -243,6 +247,9 @@ impl TrainConfig {
             _ => {}
         }
         self.loss_scale.validate()?;
+        if let Some(stopping) = &self.early_stopping {
+            stopping.validate()?;
+        }
         self.scheduler.validate()
     }
 }

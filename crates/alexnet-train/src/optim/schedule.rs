@@ -49,6 +49,9 @@ pub enum Metric {
     ValLoss,
     /// Validation top-1 accuracy.
     ValAccuracy,
+    /// Validation mean per-class accuracy (not a number for epochs recorded before it
+    /// was measured).
+    ValMeanPerClass,
 }
 
 impl Metric {
@@ -59,6 +62,23 @@ impl Metric {
             Metric::TrainAccuracy => metrics.train_accuracy,
             Metric::ValLoss => metrics.val_loss,
             Metric::ValAccuracy => metrics.val_top1,
+            Metric::ValMeanPerClass => metrics.val_mean_per_class.unwrap_or(f64::NAN),
+        }
+    }
+
+    /// Whether higher values are better (the accuracies).
+    pub fn higher_is_better(self) -> bool {
+        !matches!(self, Metric::TrainLoss | Metric::ValLoss)
+    }
+
+    /// The metric's name in a config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::TrainLoss => "train_loss",
+            Metric::TrainAccuracy => "train_accuracy",
+            Metric::ValLoss => "val_loss",
+            Metric::ValAccuracy => "val_accuracy",
+            Metric::ValMeanPerClass => "val_mean_per_class",
         }
     }
 }

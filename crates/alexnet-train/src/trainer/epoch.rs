@@ -136,18 +136,30 @@ impl Trainer {
             self.write_header(board, &pool)?;
         }
         let epochs = self.config.train.epochs;
-        if self.state.epoch >= epochs {
+        let mut stopped_early = self.early_stop();
+        if let Some(stop) = &stopped_early {
+            tracing::info!("training already complete: {stop}");
+        } else if self.state.epoch >= epochs {
             tracing::info!(
                 "training already complete: {} of {epochs} epochs done",
                 self.state.epoch
             );
         }
         let mut interrupted = false;
-        for epoch in self.state.epoch + 1..=epochs {
+        let first = self.state.epoch + 1;
+        for epoch in first..=epochs {
+            if stopped_early.is_some() {
+                break;
+            }
             let metrics = self.epoch(board.as_mut(), epoch, &pool)?;
             if !observer(&metrics) {
                 interrupted = epoch < epochs;
                 break;
+            }
+            stopped_early = self.early_stop();
+            if let Some(stop) = &stopped_early {
+                let best = self.state.best.as_ref().map_or(0, |best| best.epoch);
+                tracing::info!("{stop}; checkpoints/best/ holds epoch {best}");
             }
         }
         Ok(TrainSummary {
@@ -157,6 +169,7 @@ impl Trainer {
             history: self.state.history,
             parameters,
             interrupted,
+            stopped_early,
             rank: self.stepper.group.rank(),
         })
     }

@@ -51,6 +51,8 @@ pub struct TrainSummary {
     pub parameters: usize,
     /// Whether the run was stopped by the observer before its last epoch.
     pub interrupted: bool,
+    /// Why `train.early_stopping` ended the run, if it did.
+    pub stopped_early: Option<crate::optim::EarlyStop>,
     /// This process's rank in a distributed run (0 otherwise): rank 0 reports.
     pub rank: usize,
 }

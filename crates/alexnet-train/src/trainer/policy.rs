@@ -1,6 +1,6 @@
 //! What the trainer keeps of each epoch: the schedule's step, the state, the best model
-//! (highest validation top-1), and a checkpoint every `train.checkpoint_interval` epochs
-//! and at the last. The checkpoint store ([`crate::checkpoint`]) decides how they are
+//! (highest validation top-1), a checkpoint every `train.checkpoint_interval` epochs and
+//! at the last, and whether `train.early_stopping` ends the run. The checkpoint store ([`crate::checkpoint`]) decides how they are
 //! written and how many are kept; this is when.
 
 use alexnet_model::AlexNet;
@@ -10,6 +10,7 @@ use crate::{
     checkpoint::BestMetric,
     error::{Result, TrainError},
     metrics::EpochMetrics,
+    optim::EarlyStop,
 };
 
 impl Trainer {
@@ -43,8 +44,15 @@ impl Trainer {
                 self.store.save_best(state, &model_bytes(model)?)?;
             }
         }
-        let checkpoint =
-            epoch.is_multiple_of(train_config.checkpoint_interval) || epoch == train_config.epochs;
+        // The epoch an early stop ends on is checkpointed, so a resume finds it done.
+        let stops = train_config
+            .early_stopping
+            .as_ref()
+            .and_then(|stopping| stopping.check(&state.history))
+            .is_some();
+        let checkpoint = epoch.is_multiple_of(train_config.checkpoint_interval)
+            || epoch == train_config.epochs
+            || stops;
         if checkpoint && !writes {
             self.last_checkpoint = Some(self.store.epoch_dir(epoch));
         } else if checkpoint {
@@ -60,6 +68,14 @@ impl Trainer {
             self.last_checkpoint = Some(dir);
         }
         Ok(())
+    }
+}
+
+impl Trainer {
+    /// Whether `train.early_stopping` ends the run after the epochs done so far.
+    pub(super) fn early_stop(&self) -> Option<EarlyStop> {
+        let stopping = self.config.train.early_stopping.as_ref()?;
+        stopping.check(&self.state.history)
     }
 }
 
