@@ -55,6 +55,21 @@ fn one_line_error(output: Output, expected: &str) {
     fails_with(output, expected);
 }
 
+/// `dir/raw`: the demo's drawings, 3 classes of 12 images of 72–96 px.
+fn three_class_demo(dir: &Path) -> PathBuf {
+    let raw = dir.join("raw");
+    let demo = alexnet::prep::DemoConfig {
+        classes: 3,
+        images_per_class: 12,
+        min_size: 72,
+        max_size: 96,
+        oddities: false,
+        ..Default::default()
+    };
+    alexnet::prep::generate_demo(&raw, &demo).unwrap();
+    raw
+}
+
 fn raw_dataset(dir: &Path) -> PathBuf {
     let raw = dir.join("raw");
     let demo = alexnet::prep::DemoConfig {
@@ -372,16 +387,7 @@ seed = 42
 fn preprocess_train_and_test_succeed_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    let raw = cwd.join("raw");
-    let demo = alexnet::prep::DemoConfig {
-        classes: 3,
-        images_per_class: 12,
-        min_size: 72,
-        max_size: 96,
-        oddities: false,
-        ..Default::default()
-    };
-    alexnet::prep::generate_demo(&raw, &demo).unwrap();
+    let raw = three_class_demo(cwd);
     let prep = succeeds(run(
         "preprocess_caltech",
         &[
@@ -596,15 +602,7 @@ fn last_line_field(output: &Output, name: &str) -> String {
 fn test_numbers_come_from_a_split_nothing_was_chosen_on() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    let demo = alexnet::prep::DemoConfig {
-        classes: 3,
-        images_per_class: 12,
-        min_size: 72,
-        max_size: 96,
-        oddities: false,
-        ..Default::default()
-    };
-    alexnet::prep::generate_demo(&cwd.join("raw"), &demo).unwrap();
+    three_class_demo(cwd);
     let prep = |args: &[&str]| {
         let mut all = vec!["--input", "raw", "--size", "72", "--val-split", "0.25"];
         all.extend_from_slice(args);
@@ -674,15 +672,7 @@ fn test_numbers_come_from_a_split_nothing_was_chosen_on() {
 fn the_protocol_runs_seeded_splits_and_averages_them() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    let demo = alexnet::prep::DemoConfig {
-        classes: 3,
-        images_per_class: 12,
-        min_size: 72,
-        max_size: 96,
-        oddities: false,
-        ..Default::default()
-    };
-    alexnet::prep::generate_demo(&cwd.join("raw"), &demo).unwrap();
+    three_class_demo(cwd);
     let config = format!("[prep]\nsize = 72\nval_split = 0.25\n{TINY_CONFIG}");
     fs::write(cwd.join("tiny.toml"), config).unwrap();
     let args = [

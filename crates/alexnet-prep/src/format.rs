@@ -68,6 +68,15 @@ impl Split {
     /// The three splits, in file order.
     pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 
+    /// The split's position in [`Split::ALL`]: train before val before test.
+    pub fn index(self) -> usize {
+        match self {
+            Split::Train => 0,
+            Split::Val => 1,
+            Split::Test => 2,
+        }
+    }
+
     /// The folder of the split's images.
     pub fn dir(self) -> &'static str {
         match self {

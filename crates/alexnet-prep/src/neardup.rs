@@ -114,14 +114,6 @@ pub struct NearDuplicate {
     pub dropped: bool,
 }
 
-fn rank(split: Split) -> u8 {
-    match split {
-        Split::Train => 0,
-        Split::Val => 1,
-        Split::Test => 2,
-    }
-}
-
 /// Pairs `(i, j, distance)` of `images` (hash and split) in different splits whose
 /// hashes differ in at most `max_distance` bits, with `i` in the earlier split, sorted.
 ///
@@ -152,7 +144,7 @@ pub fn cross_split_pairs(images: &[(u64, Split)], max_distance: u32) -> Vec<(usi
                     if split_a == split_b || distance > max_distance {
                         continue;
                     }
-                    let pair = if rank(split_a) < rank(split_b) {
+                    let pair = if split_a.index() < split_b.index() {
                         (a, b)
                     } else {
                         (b, a)
@@ -177,7 +169,7 @@ mod tests {
             for b in a + 1..images.len() {
                 let distance = (images[a].0 ^ images[b].0).count_ones();
                 if images[a].1 != images[b].1 && distance <= max {
-                    let pair = if rank(images[a].1) < rank(images[b].1) {
+                    let pair = if images[a].1.index() < images[b].1.index() {
                         (a, b)
                     } else {
                         (b, a)

@@ -55,14 +55,6 @@ pub(crate) struct Tally<'j> {
     pub near_duplicates: Vec<NearDuplicate>,
 }
 
-fn slot(split: Split) -> usize {
-    match split {
-        Split::Train => 0,
-        Split::Val => 1,
-        Split::Test => 2,
-    }
-}
-
 impl<'j> Tally<'j> {
     pub(crate) fn of(jobs: &'j [Job], outcomes: Vec<Outcome>, scan: &mut Scan) -> Self {
         let mut tally = Tally {
@@ -126,7 +118,7 @@ impl<'j> Tally<'j> {
         if job.source.components().count() > 2 {
             self.counts.nested_included += 1;
         }
-        self.rows[slot(job.split)].push(ListRow {
+        self.rows[job.split.index()].push(ListRow {
             image: &job.name,
             class: job.class,
             source,
@@ -143,7 +135,7 @@ impl<'j> Tally<'j> {
         let mut index = Vec::new();
         let mut images = Vec::new();
         for split in Split::ALL {
-            for (row, list_row) in self.rows[slot(split)].iter().enumerate() {
+            for (row, list_row) in self.rows[split.index()].iter().enumerate() {
                 if let Some(signature) = &list_row.signature {
                     index.push((split, row));
                     images.push((signature.hash, split));
@@ -157,8 +149,8 @@ impl<'j> Tally<'j> {
         ];
         for (a, b, distance) in cross_split_pairs(&images, config.near_duplicate_distance) {
             let ((split_a, row_a), (split_b, row_b)) = (index[a], index[b]);
-            let first = &self.rows[slot(split_a)][row_a];
-            let second = &self.rows[slot(split_b)][row_b];
+            let first = &self.rows[split_a.index()][row_a];
+            let second = &self.rows[split_b.index()][row_b];
             let (Some(x), Some(y)) = (&first.signature, &second.signature) else {
                 continue;
             };
@@ -172,7 +164,7 @@ impl<'j> Tally<'j> {
                 second.source
             );
             if drop {
-                dropped[slot(split_b) - 1][row_b] = true;
+                dropped[split_b.index() - 1][row_b] = true;
             }
             self.near_duplicates.push(NearDuplicate {
                 first: first.source.clone(),
@@ -185,13 +177,13 @@ impl<'j> Tally<'j> {
             });
         }
         for (split, marks) in [Split::Val, Split::Test].into_iter().zip(dropped) {
-            let rows = std::mem::take(&mut self.rows[slot(split)]);
+            let rows = std::mem::take(&mut self.rows[split.index()]);
             for (row, gone) in rows.into_iter().zip(marks) {
                 if gone {
                     let path = output.join(split.dir()).join(row.image);
                     fs::remove_file(&path).at(&path)?;
                 } else {
-                    self.rows[slot(split)].push(row);
+                    self.rows[split.index()].push(row);
                 }
             }
         }
@@ -242,7 +234,7 @@ impl<'j> Tally<'j> {
         write_csv(&output.join(CATEGORIES_CSV), &CATEGORY_HEADER, &categories)?;
         // The lists go last: a reader trusts a folder only once they are there.
         for split in [Split::Test, Split::Val, Split::Train] {
-            let rows = &self.rows[slot(split)];
+            let rows = &self.rows[split.index()];
             if split != Split::Test || !rows.is_empty() {
                 write_csv(&output.join(split.csv()), &LIST_HEADER, rows)?;
             }

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Result, invalid},
-    optim::{EarlyStoppingConfig, LossScaleConfig, SchedulerConfig},
+    metrics::EpochMetrics,
+    optim::{EarlyStop, EarlyStoppingConfig, LossScaleConfig, SchedulerConfig},
 };
 
 /// Floating-point precision of the forward and backward passes. Weights and optimizer
@@ -170,6 +171,11 @@ impl TrainConfig {
             nesterov: self.nesterov,
             weight_decay: self.weight_decay,
         }
+    }
+
+    /// Whether `early_stopping` ends the run after the epochs of `history`.
+    pub fn early_stop(&self, history: &[EpochMetrics]) -> Option<EarlyStop> {
+        self.early_stopping.as_ref()?.check(history)
     }
 
     /// The first device of [`TrainConfig::device`]: evaluation and classification run

@@ -136,7 +136,7 @@ impl Trainer {
             self.write_header(board, &pool)?;
         }
         let epochs = self.config.train.epochs;
-        let mut stopped_early = self.early_stop();
+        let mut stopped_early = self.config.train.early_stop(&self.state.history);
         if let Some(stop) = &stopped_early {
             tracing::info!("training already complete: {stop}");
         } else if self.state.epoch >= epochs {
@@ -156,7 +156,7 @@ impl Trainer {
                 interrupted = epoch < epochs;
                 break;
             }
-            stopped_early = self.early_stop();
+            stopped_early = self.config.train.early_stop(&self.state.history);
             if let Some(stop) = &stopped_early {
                 let best = self.state.best.as_ref().map_or(0, |best| best.epoch);
                 tracing::info!("{stop}; checkpoints/best/ holds epoch {best}");

@@ -10,7 +10,6 @@ use crate::{
     checkpoint::BestMetric,
     error::{Result, TrainError},
     metrics::EpochMetrics,
-    optim::EarlyStop,
 };
 
 impl Trainer {
@@ -45,14 +44,9 @@ impl Trainer {
             }
         }
         // The epoch an early stop ends on is checkpointed, so a resume finds it done.
-        let stops = train_config
-            .early_stopping
-            .as_ref()
-            .and_then(|stopping| stopping.check(&state.history))
-            .is_some();
         let checkpoint = epoch.is_multiple_of(train_config.checkpoint_interval)
             || epoch == train_config.epochs
-            || stops;
+            || train_config.early_stop(&state.history).is_some();
         if checkpoint && !writes {
             self.last_checkpoint = Some(self.store.epoch_dir(epoch));
         } else if checkpoint {
@@ -68,14 +62,6 @@ impl Trainer {
             self.last_checkpoint = Some(dir);
         }
         Ok(())
-    }
-}
-
-impl Trainer {
-    /// Whether `train.early_stopping` ends the run after the epochs done so far.
-    pub(super) fn early_stop(&self) -> Option<EarlyStop> {
-        let stopping = self.config.train.early_stopping.as_ref()?;
-        stopping.check(&self.state.history)
     }
 }
 
