@@ -11,8 +11,8 @@ mod support;
 use std::path::PathBuf;
 
 use alexnet::{
-    prep::{self, DemoPrepOptions, PrepOverrides, preprocess_command},
-    train::{self, ExperimentConfig},
+    prep::{self, DemoPrepOptions, PrepError, PrepOverrides, preprocess_command},
+    train::{self, ExperimentConfig, StopRequest},
 };
 use anyhow::Result;
 use clap::Parser;
@@ -39,13 +39,23 @@ struct Args {
 fn run(args: Args) -> Result<()> {
     let config = ExperimentConfig::load_or_demo(args.config.as_deref(), args.demo)?;
     let _log = train::logging::init(&config.logging, None)?;
+    // Ctrl-C or SIGTERM: the images in flight finish, the output stays marked
+    // incomplete, exit 130 or 143; a second signal exits at once.
+    let stop = StopRequest::on_signals()?;
     let options = DemoPrepOptions {
         reuse: false,
         overwrite: args.overwrite,
         progress: Some(prep::progress_bar("preprocessing")),
+        stop: Some(stop),
     };
     let demo = args.demo.then_some(&config.demo);
-    let outcome = preprocess_command(&config.prep, &args.prep, demo, options)?;
+    let outcome = match preprocess_command(&config.prep, &args.prep, demo, options) {
+        Err(error @ PrepError::Stopped { signal, .. }) => {
+            eprintln!("{error}");
+            std::process::exit(StopRequest::exit_code(signal));
+        }
+        outcome => outcome?,
+    };
     if let Some(summary) = &outcome.demo {
         println!(
             "demo dataset: {} images in {} classes in {}",

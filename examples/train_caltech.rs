@@ -13,7 +13,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use alexnet::train::{commands::train_command, config::Overrides};
+use alexnet::train::{StopRequest, commands::train_command, config::Overrides};
 use anyhow::Result;
 use clap::Parser;
 
@@ -31,7 +31,14 @@ struct Args {
 }
 
 fn run(args: Args) -> Result<()> {
-    let summary = train_command(args.config.as_deref(), &args.overrides)?;
+    // Ctrl-C or SIGTERM: a checkpoint after the step in flight, then exit 130 or 143; a
+    // second signal exits at once.
+    let stop = StopRequest::on_signals()?;
+    let summary = train_command(args.config.as_deref(), &args.overrides, stop)?;
+    if let Some(signal) = summary.stopped_by {
+        // The log's last line said where it saved and how to resume.
+        std::process::exit(StopRequest::exit_code(signal));
+    }
     if summary.rank != 0 {
         // Rank 0 reports for a distributed run.
         return Ok(());

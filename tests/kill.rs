@@ -17,41 +17,14 @@ use std::{
 };
 
 use alexnet::train::metrics::EpochMetrics;
-use common::{
-    assert_one_point_per_epoch, assert_same_history, example, latest_state, tiny_dataset,
-};
+use common::{assert_one_point_per_epoch, assert_same_history, example, latest_state, tiny_toml};
 
 const EPOCHS: usize = 4;
 
-fn config_text(data: &Path) -> String {
-    format!(
-        r#"
-[augment]
-train = [
-  {{ op = "normalize", mean = "dataset" }},
-  {{ op = "horizontal_flip", p = 0.5 }},
-  {{ op = "random_crop", size = [67, 67] }},
-]
-eval = [
-  {{ op = "normalize", mean = "dataset" }},
-  {{ op = "center_crop", size = [67, 67] }},
-]
-
-[model]
-batch_norm_momentum = 0.5
-
-[train]
-data = "{}"
-epochs = {EPOCHS}
-batch_size = 9
-eval_batch_size = 9
-lr = 0.002
-checkpoint_interval = 1
-keep_last = 2
-preview_images = 2
-seed = 42
-"#,
-        data.display()
+fn config_text() -> String {
+    tiny_toml(
+        &format!("epochs = {EPOCHS}\nbatch_size = 9\neval_batch_size = 9"),
+        "",
     )
 }
 
@@ -113,7 +86,7 @@ fn final_history(run: &Path) -> Vec<EpochMetrics> {
 fn sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
-    fs::write(cwd.join("kill.toml"), config_text(tiny_dataset())).unwrap();
+    fs::write(cwd.join("kill.toml"), config_text()).unwrap();
     train_to_end(cwd, "straight");
 
     kill_at(cwd, "killed", "checkpoint-write@2");

@@ -174,12 +174,13 @@ fn two_ranks_take_the_steps_of_one_process_with_the_whole_batch() {
             "train.log"
         ]
     );
-    assert_eq!(
-        fs::read_dir(cwd.join("ranked/tensorboard"))
+    for dir in ["ranked/tensorboard", "ranked/tensorboard/steps"] {
+        let files = fs::read_dir(cwd.join(dir))
             .unwrap()
-            .count(),
-        1
-    );
+            .filter(|entry| entry.as_ref().unwrap().path().is_file())
+            .count();
+        assert_eq!(files, 1, "{dir}: one event file");
+    }
     let log = fs::read_to_string(cwd.join("ranked/train.log")).unwrap();
     assert!(log.contains("rank 0 of 2"), "{log}");
     assert!(!log.contains("rank 1"), "{log}");
@@ -257,10 +258,22 @@ struct Stopped {
 
 /// Starts a 2-rank run and waits (5 minutes at most) until its rank 1 has stopped.
 fn start_with_rank_1_stopped(mpirun: &Path, cwd: &Path, run: &str, timeout: u32) -> Stopped {
+    start_with_rank_1_paused(mpirun, cwd, run, timeout, 600_000)
+}
+
+/// Starts a 2-rank run and waits (5 minutes at most) until its rank 1 has paused for
+/// `pause_ms` after step 2 of epoch 2.
+fn start_with_rank_1_paused(
+    mpirun: &Path,
+    cwd: &Path,
+    run: &str,
+    timeout: u32,
+    pause_ms: u64,
+) -> Stopped {
     let mut launcher = ranked(mpirun, cwd, 2, run, timeout)
         .env("ALEXNET_TEST_PAUSE_AT", "step-2@2")
         .env("ALEXNET_TEST_PAUSE_RANK", "1")
-        .env("ALEXNET_TEST_PAUSE_MS", "600000")
+        .env("ALEXNET_TEST_PAUSE_MS", pause_ms.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -378,6 +391,55 @@ fn a_killed_rank_ends_the_job_and_the_rerun_resumes_exactly() {
     assert_eq!(reference.len(), 3);
     assert_same_history(&reference, &resumed);
     assert_one_point_per_epoch(&cwd.join("killed/tensorboard"), 3);
+}
+
+#[test]
+fn sigterm_to_one_rank_stops_every_rank_at_the_same_step_and_the_rerun_resumes_exactly() {
+    let Some(mpirun) = mpirun() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let mut config = tiny_config(cwd);
+    config.logging.every_steps = 1;
+    write_config(cwd, &config);
+    succeed(&mut ranked(&mpirun, cwd, 2, "straight", 120));
+
+    // SIGTERM to rank 1 alone, paused after step 2 of epoch 2 (run step 5 of 3-step
+    // epochs): both ranks stop after that step, rank 0 writes its checkpoint.
+    let paused = start_with_rank_1_paused(&mpirun, cwd, "stopped", 60, 1500);
+    let status = Command::new("kill")
+        .args(["-TERM", &paused.pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (status, seconds, output) = paused.end(Duration::from_secs(60));
+    eprintln!("the job stopped {seconds:.1} s after SIGTERM to rank 1, {status}");
+    assert!(!status.success(), "{output}");
+    let stop_line = "stopped by SIGTERM after epoch 1 and 2 batches of epoch 2";
+    assert_eq!(
+        output.matches(stop_line).count(),
+        2,
+        "each rank says so: {output}"
+    );
+    assert_eq!(
+        fs::read_to_string(cwd.join("stopped/checkpoints/latest"))
+            .unwrap()
+            .trim(),
+        "step-0005"
+    );
+
+    let rerun = succeed(&mut ranked(&mpirun, cwd, 2, "stopped", 120));
+    assert!(String::from_utf8_lossy(&rerun.stderr).contains("resuming from"));
+    let reference = latest_state(&cwd.join("straight")).history;
+    let resumed = latest_state(&cwd.join("stopped")).history;
+    assert_same_history(&reference, &resumed);
+    assert_one_point_per_epoch(&cwd.join("stopped/tensorboard"), 3);
+    let losses = |run: &str| {
+        alexnet::train::tfevents::read_event_dir(&cwd.join(run).join("tensorboard/steps"))
+            .unwrap()
+            .scalars["step/loss_train"]
+            .clone()
+    };
+    assert_eq!(losses("straight"), losses("stopped"));
 }
 
 #[test]

@@ -136,13 +136,15 @@ fn trainer_state(epoch: usize) -> TrainerState {
 fn pruning_never_deletes_the_checkpoint_just_written() {
     let run = tempfile::tempdir().unwrap();
     let store = CheckpointStore::new(run.path(), 1);
-    store.save(&trainer_state(10), b"ten", b"opt").unwrap();
+    store.save(&trainer_state(10), b"ten", b"opt", 0).unwrap();
     // A later line of the run reached epoch 30, then the user resumed from epoch 10
     // (`--resume checkpoints/epoch-0010`), so the directory holds a stale epoch 30.
     let stale = trainer_state(30);
-    store.save(&stale, b"thirty", b"opt").unwrap();
+    store.save(&stale, b"thirty", b"opt", 0).unwrap();
     fs::write(run.path().join("checkpoints/latest"), "epoch-0010\n").unwrap();
-    let written = store.save(&trainer_state(11), b"eleven", b"opt").unwrap();
+    let written = store
+        .save(&trainer_state(11), b"eleven", b"opt", 0)
+        .unwrap();
     assert!(written.is_dir(), "the checkpoint just written was pruned");
     assert_eq!(
         fs::read_to_string(run.path().join("checkpoints/latest"))

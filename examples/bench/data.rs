@@ -56,8 +56,8 @@ pub fn bench_data(args: DataArgs, train: bool) -> Result<()> {
             &dataset,
             ImageBatcher::new(pipeline.clone(), pool.clone(), 0, epoch),
             args.batch_size,
+            (0, epoch),
             0,
-            epoch,
             &main,
         );
         for_each_batch_until(&loader, 2, |_, batch| {

@@ -9,6 +9,7 @@
 //! cargo run --release --example bench -- infer  [--device flex] [--batch-size 64]
 //! cargo run --release --example bench -- conv   [--device flex] [--batch-size 32]
 //! cargo run --release --example bench -- matmul [--device flex] [--sizes 1024,2048,4096] [--precision f32]
+//! cargo run --release --example bench -- checkpoint [--classes 257] [--dir target/bench/checkpoint]
 //! cargo run --release --example bench -- loader --data DIR [--batch-size 32]
 //! cargo run --release --example bench -- epoch  --data DIR [--batch-size 32] [--loader-threads N]
 //! # with --features mpi, under mpirun (RESULT from rank 0):
@@ -24,6 +25,7 @@ mod support;
 
 mod allreduce;
 mod augment;
+mod checkpoint;
 mod conv;
 mod data;
 mod matmul;
@@ -68,6 +70,16 @@ enum Command {
         images: usize,
         /// Where the generated JPEGs are kept between runs.
         #[arg(long, default_value = "target/bench/prep-input")]
+        dir: PathBuf,
+    },
+    /// A step checkpoint of the post's model: seconds to encode and write it (fsynced),
+    /// and its share of the time with a checkpoint every N minutes.
+    Checkpoint {
+        /// Classes of the model's last layer (Caltech-256 and its clutter class: 257).
+        #[arg(long, default_value_t = 257, value_parser = at_least_one)]
+        classes: usize,
+        /// Where the checkpoints are written (the disk a run would use).
+        #[arg(long, default_value = "target/bench/checkpoint")]
         dir: PathBuf,
     },
     /// Preparing many small files in many classes (ImageNet's shape, scaled down): time
@@ -304,6 +316,9 @@ fn main() {
                 size,
             ),
             Command::Augment { n } => augment::bench_augment(n, args.reps),
+            Command::Checkpoint { classes, dir } => {
+                checkpoint::bench_checkpoint(classes, &dir, args.reps)
+            }
             Command::Train(args) => model::bench_model(args, true),
             Command::Infer(args) => model::bench_model(args, false),
             Command::Conv(args_) => conv::bench_conv(args_, args.reps),

@@ -148,6 +148,39 @@ pub fn tiny_config(run_dir: &Path) -> ExperimentConfig {
     config
 }
 
+/// The config file of the kill and stop tests: [`tiny_config`]'s augmentation and model
+/// on the tiny dataset, then `[train]` with `train` (its keys, one a line) and `rest`
+/// (further sections).
+pub fn tiny_toml(train: &str, rest: &str) -> String {
+    format!(
+        r#"
+[augment]
+train = [
+  {{ op = "normalize", mean = "dataset" }},
+  {{ op = "horizontal_flip", p = 0.5 }},
+  {{ op = "random_crop", size = [67, 67] }},
+]
+eval = [
+  {{ op = "normalize", mean = "dataset" }},
+  {{ op = "center_crop", size = [67, 67] }},
+]
+
+[model]
+batch_norm_momentum = 0.5
+
+[train]
+data = "{}"
+lr = 0.002
+checkpoint_interval = 1
+keep_last = 2
+preview_images = 2
+seed = 42
+{train}
+{rest}"#,
+        tiny_dataset().display()
+    )
+}
+
 /// The training seed of the tests: `ALEXNET_TEST_SEED`, to check that no learning test
 /// depends on one lucky seed, else 42.
 pub fn test_seed() -> u64 {

@@ -104,6 +104,19 @@ pub enum PrepError {
         #[source]
         source: rayon::ThreadPoolBuildError,
     },
+    /// A stop was requested (SIGINT or SIGTERM) while images were being processed.
+    #[error(
+        "stopped by {signal_name}: {} is incomplete and marked so (a training run refuses it); run the same command with --overwrite to preprocess again",
+        output.display()
+    )]
+    Stopped {
+        /// The signal's number.
+        signal: i32,
+        /// Its name.
+        signal_name: String,
+        /// The output folder left incomplete.
+        output: PathBuf,
+    },
 }
 
 /// `Result` with [`PrepError`].

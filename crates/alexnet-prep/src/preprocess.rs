@@ -46,6 +46,7 @@ pub struct Preprocessor<'a> {
     overwrite: bool,
     progress: ProgressBar,
     label_fn: Option<LabelFn<'a>>,
+    stop: runfiles::StopRequest,
 }
 
 /// Preprocesses with `config` and no progress bar; see [`Preprocessor`] for more options.
@@ -81,7 +82,17 @@ impl<'a> Preprocessor<'a> {
             overwrite: false,
             progress: ProgressBar::hidden(),
             label_fn: None,
+            stop: runfiles::StopRequest::new(),
         }
+    }
+
+    /// Stops once `stop` is requested ([`runfiles::StopRequest::on_signals`]: on SIGINT
+    /// or SIGTERM): the images in flight finish, no new one starts, and the run returns
+    /// [`PrepError::Stopped`] with the output still marked in progress, which a training
+    /// run refuses and `--overwrite` replaces.
+    pub fn stop_on(mut self, stop: runfiles::StopRequest) -> Self {
+        self.stop = stop;
+        self
     }
 
     /// Allows replacing the outputs of an earlier run in the output folder (only files
@@ -200,6 +211,13 @@ impl<'a> Preprocessor<'a> {
                 .map_init(
                     || Worker::new(config),
                     |worker, job| {
+                        if let Some(signal) = self.stop.requested() {
+                            return Err(PrepError::Stopped {
+                                signal,
+                                signal_name: runfiles::StopRequest::signal_name(signal),
+                                output: output.to_path_buf(),
+                            });
+                        }
                         let outcome = worker.process(input, output, job, &decode_options);
                         self.progress.inc(1);
                         outcome

@@ -697,3 +697,41 @@ fn hostile_folders_are_skipped_with_reasons() {
     assert_eq!(report.counts.written, 4 + 4 + 4, "{:?}", report.counts);
     assert_eq!(snapshot(&raw), before, "the input was modified");
 }
+
+#[test]
+fn a_stop_request_leaves_an_output_marked_incomplete_that_nothing_trusts() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    clean_dataset(&raw, &[6, 6]);
+    let out = dir.path().join("out");
+    let before = snapshot(&raw);
+    let stop = runfiles::StopRequest::new();
+    // As SIGTERM would, through `StopRequest::on_signals`, in the examples.
+    stop.request(runfiles::stop::SIGTERM);
+    let error = Preprocessor::new(config(&raw, &out))
+        .stop_on(stop)
+        .run()
+        .unwrap_err();
+    assert!(
+        matches!(error, PrepError::Stopped { signal: 15, .. }),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("stopped by SIGTERM") && message.contains("--overwrite"),
+        "{message}"
+    );
+    // The output is marked incomplete: a training run refuses it, a rerun needs
+    // --overwrite, and the input is untouched.
+    assert!(ProcessedDataset::open(&out).is_err());
+    assert!(matches!(
+        Preprocessor::new(config(&raw, &out)).run(),
+        Err(PrepError::OutputNotEmpty(_))
+    ));
+    assert_eq!(snapshot(&raw), before);
+    Preprocessor::new(config(&raw, &out))
+        .overwrite(true)
+        .run()
+        .unwrap();
+    assert_eq!(ProcessedDataset::open(&out).unwrap().num_classes(), 2);
+}

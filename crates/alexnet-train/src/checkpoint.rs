@@ -4,9 +4,15 @@
 //!
 //! ```text
 //! checkpoints/epoch-0010/{model.bpk, optimizer.bpk, state.json}
+//! checkpoints/step-00001234/…  inside an epoch: after training step 1234 of the run
 //! checkpoints/latest          the folder name resume picks
 //! checkpoints/best/{model.bpk, state.json}   the best validation accuracy so far
 //! ```
+//!
+//! Epoch and step checkpoints are two lines with their own retention
+//! (`train.keep_last`, `train.keep_last_steps`); an epoch checkpoint removes the step
+//! checkpoints it supersedes. A resume takes `latest`, or when it is damaged the newest
+//! good checkpoint of either line before it.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +24,7 @@ use runfiles::{Loaded, Store};
 
 use crate::{
     error::{Result, TrainError},
-    metrics::EpochMetrics,
+    metrics::{EpochMetrics, TrainingSums},
     optim::{LossScaleState, ScheduleState},
 };
 
@@ -74,6 +80,29 @@ pub struct TrainerState {
     pub dataset: Option<alexnet_prep::DatasetFingerprint>,
     /// Every epoch's metrics so far.
     pub history: Vec<EpochMetrics>,
+    /// Where inside the next epoch a step checkpoint was taken; `None` at an epoch's end.
+    #[serde(default)]
+    pub position: Option<EpochPosition>,
+}
+
+/// A point inside an epoch: the data order and every random stream are functions of
+/// (seed, epoch, batch), so the batches done and the sums so far are all a resume needs
+/// to continue the epoch exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochPosition {
+    /// The epoch in progress (`TrainerState::epoch` + 1).
+    pub epoch: usize,
+    /// Its batches done.
+    pub batches: usize,
+    /// Its sums so far.
+    pub sums: TrainingSums,
+}
+
+impl TrainerState {
+    /// How far the run is: epochs done and batches into the next; orders checkpoints.
+    pub fn progress(&self) -> (usize, usize) {
+        (self.epoch, self.position.as_ref().map_or(0, |p| p.batches))
+    }
 }
 
 impl TrainerState {
@@ -95,6 +124,7 @@ impl TrainerState {
             },
             best: None,
             history: Vec::new(),
+            position: None,
         }
     }
 }
@@ -173,18 +203,71 @@ fn checkpoint_error(path: &Path, reason: impl Into<String>) -> TrainError {
 }
 
 /// The checkpoints of one run directory: epoch checkpoints numbered by epoch (the newest
-/// `train.keep_last` kept) and the best model apart.
+/// `train.keep_last` kept), step checkpoints numbered by the run's training step (the
+/// newest `train.keep_last_steps` kept), and the best model apart.
 #[derive(Debug, Clone)]
 pub struct CheckpointStore {
     store: Store,
+    steps: Store,
+}
+
+/// The prefix of step checkpoint folders.
+pub const STEP_PREFIX: &str = "step-";
+
+/// Only the progress of a state file, to order checkpoints without loading them.
+#[derive(Deserialize)]
+struct Progress {
+    epoch: usize,
+    #[serde(default)]
+    position: Option<PositionBatches>,
+}
+
+#[derive(Deserialize)]
+struct PositionBatches {
+    batches: usize,
+}
+
+impl Progress {
+    fn key(&self) -> (usize, usize) {
+        (self.epoch, self.position.as_ref().map_or(0, |p| p.batches))
+    }
+}
+
+/// Writes checkpoint `number` of `store`: the state, the model's and the optimizer's
+/// records.
+fn save_in(
+    store: &Store,
+    number: usize,
+    state: &TrainerState,
+    [model, optimizer]: [&[u8]; 2],
+) -> Result<PathBuf> {
+    let files = [(MODEL_FILE, model), (OPTIMIZER_FILE, optimizer)];
+    Ok(store.save(number, state, &files)?)
+}
+
+/// The store's pause points for step checkpoints: `step-checkpoint-write@<step>` and
+/// `step-before-latest@<step>`.
+fn step_hook(point: &str, step: usize) {
+    crate::faults::pause_point(format_args!("step-{point}"), step);
 }
 
 impl CheckpointStore {
-    /// The store in `run_dir/checkpoints`, keeping the newest `keep_last` epoch checkpoints.
+    /// The store in `run_dir/checkpoints`, keeping the newest `keep_last` epoch
+    /// checkpoints and two step checkpoints ([`Self::keeping_steps`]).
     pub fn new(run_dir: &Path, keep_last: usize) -> Self {
-        let store = Store::new(&run_dir.join("checkpoints"), "epoch-", keep_last)
-            .with_hook(|point, epoch| crate::faults::pause_point(point, epoch));
-        Self { store }
+        let dir = run_dir.join("checkpoints");
+        Self {
+            store: Store::new(&dir, "epoch-", keep_last)
+                .with_hook(|point, epoch| crate::faults::pause_point(point, epoch)),
+            steps: Store::new(&dir, STEP_PREFIX, 2).with_hook(step_hook),
+        }
+    }
+
+    /// This store keeping the newest `keep` step checkpoints.
+    pub fn keeping_steps(mut self, keep: usize) -> Self {
+        let dir = self.store.dir().to_path_buf();
+        self.steps = Store::new(&dir, STEP_PREFIX, keep).with_hook(step_hook);
+        self
     }
 
     /// The `checkpoints` folder.
@@ -198,9 +281,20 @@ impl CheckpointStore {
         self.dir().join(self.store.name(epoch))
     }
 
+    /// The folder of the checkpoint after the run's training step `step`, whether or
+    /// not it exists.
+    pub fn step_dir(&self, step: usize) -> PathBuf {
+        self.dir().join(self.steps.name(step))
+    }
+
     /// Epoch checkpoints present, newest first.
     pub fn list(&self) -> Result<Vec<(usize, PathBuf)>> {
         Ok(self.store.list()?)
+    }
+
+    /// Step checkpoints present, newest first.
+    pub fn list_steps(&self) -> Result<Vec<(usize, PathBuf)>> {
+        Ok(self.steps.list()?)
     }
 
     /// The checkpoint `latest` names, if any.
@@ -210,10 +304,32 @@ impl CheckpointStore {
 
     /// Writes a checkpoint for `state.epoch` and points `latest` at it. A crash at any
     /// moment leaves the previous checkpoint and pointer intact. Then prunes this run's
-    /// line of checkpoints ([`Store::prune`]: later epochs of another line are kept).
-    pub fn save(&self, state: &TrainerState, model: &[u8], optimizer: &[u8]) -> Result<PathBuf> {
-        let files = [(MODEL_FILE, model), (OPTIMIZER_FILE, optimizer)];
-        Ok(self.store.save(state.epoch, state, &files)?)
+    /// line of checkpoints ([`Store::prune`]: later epochs of another line are kept) and
+    /// removes the step checkpoints up to `step` (the run's training steps so far),
+    /// which this one supersedes.
+    pub fn save(
+        &self,
+        state: &TrainerState,
+        model: &[u8],
+        optimizer: &[u8],
+        step: usize,
+    ) -> Result<PathBuf> {
+        let dir = save_in(&self.store, state.epoch, state, [model, optimizer])?;
+        self.steps.remove_up_to(step)?;
+        Ok(dir)
+    }
+
+    /// Writes a checkpoint inside an epoch, after the run's training step `step`
+    /// (`state.position` says where): `weights` are the model's and the optimizer's
+    /// records, as [`Self::save`] takes them. Points `latest` at it; the newest
+    /// `keep_last_steps` are kept.
+    pub fn save_step(
+        &self,
+        state: &TrainerState,
+        weights: [&[u8]; 2],
+        step: usize,
+    ) -> Result<PathBuf> {
+        save_in(&self.steps, step, state, weights)
     }
 
     /// Writes the best model so far (weights and state, no optimizer).
@@ -229,32 +345,87 @@ impl CheckpointStore {
     }
 
     /// The checkpoint a command uses: `checkpoint` when given, else the run's latest
-    /// ([`Self::load_latest`]); a run without one is an error saying so.
+    /// epoch checkpoint (a step checkpoint is for resuming: its epoch is unfinished); a
+    /// run without one is an error saying so.
     pub fn load_given_or_latest(&self, checkpoint: Option<&Path>) -> Result<Checkpoint> {
-        match checkpoint {
-            Some(path) => Self::load(path),
-            None => self.load_latest()?.ok_or_else(|| {
-                checkpoint_error(
-                    self.dir(),
-                    "the run has no checkpoint yet (train it first, or pass --checkpoint)",
-                )
-            }),
+        if let Some(path) = checkpoint {
+            return Self::load(path);
         }
+        let latest = self.latest()?;
+        let latest_epoch = latest.as_ref().and_then(|dir| {
+            let name = dir.file_name()?.to_str()?;
+            self.store.number(name)
+        });
+        let mut candidates: Vec<PathBuf> = Vec::new();
+        if latest_epoch.is_some() {
+            candidates.extend(latest);
+        }
+        for (epoch, dir) in self.list()? {
+            if latest_epoch.is_none_or(|latest| epoch < latest) && !candidates.contains(&dir) {
+                candidates.push(dir);
+            }
+        }
+        self.load_candidates(&candidates)?.ok_or_else(|| {
+            checkpoint_error(
+                self.dir(),
+                "the run has no checkpoint of a finished epoch yet (train it first, or pass --checkpoint)",
+            )
+        })
     }
 
     /// The checkpoint a `--resume auto` continues from: `latest`, or when it is damaged
-    /// the newest good one before it, with a warning naming both. `Ok(None)` only when
-    /// the run has no checkpoint at all.
+    /// the newest good one before it (of either line), with a warning naming both.
+    /// `Ok(None)` only when the run has no checkpoint at all.
     pub fn load_latest(&self) -> Result<Option<Checkpoint>> {
+        let candidates = self.resume_candidates()?;
+        self.load_candidates(&candidates)
+    }
+
+    /// `latest`, then the checkpoints of both lines before it by progress, newest
+    /// first. One further than `latest` belongs to another line of the run (it went on
+    /// before being resumed from an earlier checkpoint) and is never taken silently.
+    fn resume_candidates(&self) -> Result<Vec<PathBuf>> {
+        let latest = self.latest()?;
+        let progress_of = |dir: &Path| {
+            Store::read_state::<Progress>(dir)
+                .ok()
+                .map(|progress| progress.key())
+        };
+        let bound = latest.as_deref().and_then(progress_of).or_else(|| {
+            let name = latest.as_deref()?.file_name()?.to_str()?;
+            Some((self.store.number(name)?, 0))
+        });
+        let mut others: Vec<((usize, usize), PathBuf)> = Vec::new();
+        for (_, dir) in self.list()?.into_iter().chain(self.list_steps()?) {
+            if Some(&dir) == latest.as_ref() {
+                continue;
+            }
+            // A folder whose state does not read is tried last, where `latest` is
+            // unreadable too; it fails with its reason.
+            let key = progress_of(&dir).unwrap_or((0, 0));
+            if bound.is_none_or(|bound| key < bound) {
+                others.push((key, dir));
+            }
+        }
+        others.sort_by_key(|other| std::cmp::Reverse(other.0));
+        let mut candidates: Vec<PathBuf> = latest.into_iter().collect();
+        candidates.extend(others.into_iter().map(|(_, dir)| dir));
+        Ok(candidates)
+    }
+
+    /// The first of `candidates` that loads and verifies, as [`Store::load_first`].
+    fn load_candidates(&self, candidates: &[PathBuf]) -> Result<Option<Checkpoint>> {
         let check = |loaded| Checkpoint::from_loaded(loaded).map_err(|error| error.to_string());
-        self.store.load_latest(check).map_err(|error| match error {
-            runfiles::StoreError::NoUsable { dir, reasons } => checkpoint_error(
-                &dir,
-                format!(
-                    "no usable checkpoint ({reasons}); refusing to restart from epoch 1 — pass --resume never with a new --run-dir to start over"
+        self.store
+            .load_first(candidates, check)
+            .map_err(|error| match error {
+                runfiles::StoreError::NoUsable { dir, reasons } => checkpoint_error(
+                    &dir,
+                    format!(
+                        "no usable checkpoint ({reasons}); refusing to restart from epoch 1 — pass --resume never with a new --run-dir to start over"
+                    ),
                 ),
-            ),
-            other => other.into(),
-        })
+                other => other.into(),
+            })
     }
 }

@@ -15,7 +15,7 @@ pub fn pause_point<P: std::fmt::Display>(point: P, epoch: usize) {
     let other_rank = std::env::var("ALEXNET_TEST_PAUSE_RANK")
         .ok()
         .and_then(|rank| rank.parse::<usize>().ok())
-        .is_some_and(|rank| Some(rank) != crate::distributed::launcher_rank());
+        .is_some_and(|rank| Some(rank) != crate::launcher::launcher_rank());
     if !other_rank && at == format!("{point}@{epoch}") {
         let ms = std::env::var("ALEXNET_TEST_PAUSE_MS")
             .ok()
@@ -31,3 +31,20 @@ pub fn pause_point<P: std::fmt::Display>(point: P, epoch: usize) {
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
 pub fn pause_point<P: std::fmt::Display>(_point: P, _epoch: usize) {}
+
+/// With the `fault-injection` feature: the delay `ALEXNET_TEST_LOADER_DELAY_MS` puts on
+/// every batch a loader prepares, so that a test can see the data-wait figure rise.
+#[cfg(feature = "fault-injection")]
+pub fn loader_delay() {
+    let delay = std::env::var("ALEXNET_TEST_LOADER_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok());
+    if let Some(ms) = delay {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// Without the `fault-injection` feature: nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn loader_delay() {}

@@ -39,6 +39,7 @@ pub mod eval;
 mod faults;
 mod inputs;
 pub mod io;
+mod launcher;
 pub mod logging;
 pub mod metrics;
 pub mod optim;
@@ -52,6 +53,7 @@ pub use config::ExperimentConfig;
 pub use error::{Result, TrainError};
 pub use inputs::{build_pipelines, check_same_classes, class_labels, resolve_model};
 /// The TensorBoard event files a run writes, and their reader.
+pub use runfiles::StopRequest;
 pub use tfevents;
 
 /// The README's example, compiled and run as a doctest.

@@ -35,14 +35,52 @@ pub struct EpochMetrics {
     /// Loss scale at the end of the epoch (1 unless f16).
     #[serde(default = "one")]
     pub loss_scale: f64,
+    /// Share of the epoch's training time the steps spent waiting for the next batch
+    /// (absent from checkpoints written before it was measured).
+    #[serde(default)]
+    pub data_wait_share: Option<f64>,
 }
 
 fn one() -> f64 {
     1.0
 }
 
+/// The sums of one epoch's training steps so far: what its metrics are computed from at
+/// the end, and what a mid-epoch checkpoint keeps so that a resumed epoch ends with the
+/// same metrics.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSums {
+    /// Loss summed over the images of applied steps (every rank's).
+    pub loss_sum: f64,
+    /// Images of applied steps (every rank's).
+    pub images: u64,
+    /// Top-1 and top-5 counts: this rank's during an epoch, every rank's in a checkpoint
+    /// (rank 0 resumes with them, the others from zero).
+    pub accuracy: Accumulator,
+    /// Steps applied.
+    pub applied: u64,
+    /// Steps skipped as f16 overflows.
+    pub skipped: u64,
+    /// Seconds spent training (steps and data loading), over every session.
+    pub train_seconds: f64,
+    /// Of which the steps waited for the next batch.
+    pub data_wait_seconds: f64,
+}
+
+impl TrainingSums {
+    /// The mean training loss so far.
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.images.max(1) as f64
+    }
+
+    /// The share of the training time spent waiting for data.
+    pub fn data_wait_share(&self) -> f64 {
+        self.data_wait_seconds / self.train_seconds.max(1e-9)
+    }
+}
+
 /// Running sums over batches of log-probabilities.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Accumulator {
     /// Samples seen.
     pub count: usize,

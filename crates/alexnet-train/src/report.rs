@@ -13,8 +13,8 @@ use crate::{
     metrics::EpochMetrics,
 };
 
-/// Opens the run's TensorBoard folder for a session starting after `epochs_done`
-/// epochs.
+/// Opens a TensorBoard folder of the run for a session starting after `done` points of
+/// its x axis (epochs, or steps for the per-step curves).
 ///
 /// Every session opens with a `SessionLog.START` at its first step. TensorBoard takes a
 /// run's first one as its beginning and each later one as a restart that drops the
@@ -22,14 +22,10 @@ use crate::{
 /// everything when a run killed before its first checkpoint starts over. A folder
 /// written before sessions were marked gets one more, so that this restart is not taken
 /// for the beginning.
-pub(crate) fn open_tensorboard(dir: &Path, epochs_done: usize) -> Result<EventWriter> {
+pub(crate) fn open_tensorboard(dir: &Path, done: u64) -> Result<EventWriter> {
     let earlier_starts = tfevents::session_starts(dir)?;
     let mut board = EventWriter::create(dir, "alexnet")?;
-    let first_step = if epochs_done == 0 {
-        0
-    } else {
-        epochs_done as u64 + 1
-    };
+    let first_step = if done == 0 { 0 } else { done + 1 };
     if earlier_starts.is_some_and(|starts| starts.is_empty()) {
         board.session_start(first_step)?;
     }
@@ -71,6 +67,9 @@ pub(crate) fn write_scalars(
     }
     board.scalar("learning_rate", metrics.lr, step)?;
     board.scalar("throughput/images_per_sec", metrics.images_per_sec, step)?;
+    if let Some(share) = metrics.data_wait_share {
+        board.scalar("throughput/data_wait_share", share, step)?;
+    }
     if loss_scaling {
         board.scalar("loss_scale", metrics.loss_scale, step)?;
         board.scalar("skipped_steps", metrics.skipped_steps as f64, step)?;
@@ -92,6 +91,8 @@ struct SummaryRow {
     lr: f64,
     images_per_s: f64,
     seconds: f64,
+    /// Empty for epochs recorded before it was measured.
+    data_wait_share: Option<f64>,
 }
 
 /// Writes `history` as `summary.csv` (atomically, header included): one row an epoch.
@@ -109,6 +110,7 @@ pub(crate) fn write_summary_csv(path: &Path, history: &[EpochMetrics]) -> Result
             "lr",
             "images_per_s",
             "seconds",
+            "data_wait_share",
         ])?;
     }
     for metrics in history {
@@ -123,6 +125,7 @@ pub(crate) fn write_summary_csv(path: &Path, history: &[EpochMetrics]) -> Result
             lr: metrics.lr,
             images_per_s: metrics.images_per_sec,
             seconds: metrics.seconds,
+            data_wait_share: metrics.data_wait_share,
         })?;
     }
     let bytes = writer
@@ -147,7 +150,7 @@ pub(crate) fn preview_grid(
         return Ok(None);
     }
     let batcher = ImageBatcher::new(pipeline.clone(), pool, seed, 1);
-    let loader = train_loader(dataset, batcher, count, seed, 1, device);
+    let loader = train_loader(dataset, batcher, count, (seed, 1), 0, device);
     let mut pixels = None;
     for_each_batch_until(&loader, 1, |_, batch| {
         let values =

@@ -27,14 +27,17 @@
 //! to disk first where it must survive a power loss. [`Store`]: numbered checkpoint
 //! folders, each written under a temporary name and renamed, a state file of any serde
 //! type recording a CRC per file, a `latest` pointer, retention of the newest few, and a
-//! fallback to the newest good one. No deep-learning dependency: the files are bytes.
+//! fallback to the newest good one. [`StopRequest`]: a graceful stop on SIGINT or
+//! SIGTERM that a loop polls, a second signal ending the process at once. No deep-learning dependency: the files are bytes.
 
 pub mod atomic;
 mod error;
+pub mod stop;
 mod store;
 
 pub use atomic::{Durability, sync_dir, temporary_path, write_atomic, write_synced};
 pub use error::{Result, StoreError};
+pub use stop::StopRequest;
 pub use store::{FileDigest, Hook, LATEST_FILE, Loaded, STATE_FILE, Store};
 
 /// The README's example, compiled and run as a doctest.

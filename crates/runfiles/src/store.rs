@@ -249,6 +249,16 @@ impl Store {
         Ok(())
     }
 
+    /// Removes the numbered checkpoints up to and including `number` (superseded ones:
+    /// a line of frequent checkpoints once a later checkpoint of another kind holds
+    /// everything they do). Call it only once `latest` names a checkpoint outside them.
+    pub fn remove_up_to(&self, number: usize) -> Result<()> {
+        for (_, dir) in self.list()?.iter().filter(|(other, _)| *other <= number) {
+            fs::remove_dir_all(dir).at(dir)?;
+        }
+        Ok(())
+    }
+
     /// Loads the checkpoint in `dir` and verifies every file its state file records.
     pub fn load<S: DeserializeOwned>(dir: &Path) -> Result<Loaded<S>> {
         if !dir.is_dir() {
@@ -297,12 +307,23 @@ impl Store {
         &self,
         check: impl Fn(Loaded<S>) -> std::result::Result<T, String>,
     ) -> Result<Option<T>> {
-        let candidates = self.candidates()?;
+        self.load_first(&self.candidates()?, check)
+    }
+
+    /// The first of `candidates` (folders, best first) that loads and passes `check`,
+    /// with a warning naming the first that did not; `Ok(None)` when there are no
+    /// candidates, an error listing every reason when none is usable. For callers that
+    /// order checkpoints of several lines themselves (see [`Store::read_state`]).
+    pub fn load_first<S: DeserializeOwned, T>(
+        &self,
+        candidates: &[PathBuf],
+        check: impl Fn(Loaded<S>) -> std::result::Result<T, String>,
+    ) -> Result<Option<T>> {
         if candidates.is_empty() {
             return Ok(None);
         }
         let mut failures: Vec<(PathBuf, String)> = Vec::new();
-        for dir in &candidates {
+        for dir in candidates {
             match Self::load(dir)
                 .map_err(|error| error.to_string())
                 .and_then(&check)
@@ -324,6 +345,17 @@ impl Store {
         Err(StoreError::NoUsable {
             dir: self.dir.clone(),
             reasons: reasons.join("; "),
+        })
+    }
+
+    /// The state file of the checkpoint in `dir` alone, its files neither read nor
+    /// verified: enough to order checkpoints before loading one.
+    pub fn read_state<S: DeserializeOwned>(dir: &Path) -> Result<S> {
+        let state_path = dir.join(STATE_FILE);
+        let text = fs::read(&state_path).at(&state_path)?;
+        serde_json::from_slice(&text).map_err(|source| StoreError::State {
+            path: state_path,
+            source,
         })
     }
 

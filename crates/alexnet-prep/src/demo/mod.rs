@@ -294,6 +294,8 @@ pub struct DemoPrepOptions {
     pub overwrite: bool,
     /// Show this progress bar while preprocessing.
     pub progress: Option<indicatif::ProgressBar>,
+    /// Stop cleanly once this is requested ([`Preprocessor::stop_on`]).
+    pub stop: Option<runfiles::StopRequest>,
 }
 
 /// What [`prepare_demo`] did.
@@ -310,9 +312,13 @@ pub struct PreparedDemo {
 }
 
 impl DemoPrepOptions {
-    /// A [`Preprocessor`] for `config` with these options' overwrite and progress bar.
+    /// A [`Preprocessor`] for `config` with these options' overwrite, progress bar and
+    /// stop request.
     pub fn preprocessor<'a>(self, config: PrepConfig) -> Preprocessor<'a> {
-        let preprocessor = Preprocessor::new(config).overwrite(self.overwrite);
+        let mut preprocessor = Preprocessor::new(config).overwrite(self.overwrite);
+        if let Some(stop) = self.stop {
+            preprocessor = preprocessor.stop_on(stop);
+        }
         match self.progress {
             Some(progress) => preprocessor.progress(progress),
             None => preprocessor,

@@ -117,6 +117,7 @@ pub fn resolve_data(config: &mut ExperimentConfig, show_progress: bool) -> Resul
         reuse: true,
         overwrite: true,
         progress: bar.clone(),
+        stop: None,
     };
     let demo = prepare_demo(&config.demo, &config.prep, options);
     if let Some(bar) = &bar {

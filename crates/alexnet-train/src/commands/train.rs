@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use runfiles::StopRequest;
+
 use super::{command_config, resolve_data};
 use crate::{
     config::{CheckedConfig, Overrides},
@@ -15,8 +17,14 @@ use crate::{
 /// [`command_config`]'s rule (`config_file`, then `overrides`), checked, the data
 /// resolved (the demo built when none is configured), then trained with the console
 /// log copied to the run's `train.log`. Nothing is written before every input has been
-/// checked.
-pub fn train_command(config_file: Option<&Path>, overrides: &Overrides) -> Result<TrainSummary> {
+/// checked. Once `stop` is requested (the example makes SIGINT and SIGTERM request it)
+/// the run stops after the step in flight, with a checkpoint
+/// ([`TrainSummary::stopped_by`]).
+pub fn train_command(
+    config_file: Option<&Path>,
+    overrides: &Overrides,
+    stop: StopRequest,
+) -> Result<TrainSummary> {
     let (config, run_dir) = command_config(config_file, overrides, false)?;
     let mut config = config.check()?;
     let console = crate::logging::console(&config.logging)?;
@@ -24,11 +32,11 @@ pub fn train_command(config_file: Option<&Path>, overrides: &Overrides) -> Resul
     if group.size() > 1 {
         let rank = group.rank();
         crate::logging::set_console_prefix(&format!("[rank {rank}] "));
-        let result = train_ranked(config, group, console, &run_dir);
+        let result = train_ranked(config, group, console, &run_dir, stop);
         return crate::distributed::finish(rank, result);
     }
     resolve_data(config.unchecked_mut(), true)?;
-    let trainer = Trainer::prepare(&config)?;
+    let trainer = Trainer::prepare(&config)?.with_stop(stop);
     let _log = console.into_file(&run_dir)?;
     trainer.run(&mut |_| true)
 }
@@ -40,6 +48,7 @@ fn train_ranked(
     mut group: ProcessGroup,
     console: ConsoleLog,
     run_dir: &Path,
+    stop: StopRequest,
 ) -> Result<TrainSummary> {
     if group.is_first() {
         resolve_data(config.unchecked_mut(), true)?;
@@ -49,7 +58,7 @@ fn train_ranked(
         resolve_data(config.unchecked_mut(), false)?;
     }
     let first = group.is_first();
-    let trainer = Trainer::prepare_in(&config, group)?;
+    let trainer = Trainer::prepare_in(&config, group)?.with_stop(stop);
     let _log = if first {
         console.into_file(run_dir)?
     } else {

@@ -14,6 +14,10 @@ pub struct LoggingConfig {
     pub file: String,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     pub level: String,
+    /// Every this many training steps, the loss, learning rate, images/s and the time
+    /// spent waiting for data go to the log and to TensorBoard (`tensorboard/steps`);
+    /// 0 turns it off.
+    pub every_steps: usize,
 }
 
 impl Default for LoggingConfig {
@@ -21,6 +25,7 @@ impl Default for LoggingConfig {
         Self {
             file: "train.log".into(),
             level: "info".into(),
+            every_steps: 50,
         }
     }
 }

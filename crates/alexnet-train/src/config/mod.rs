@@ -48,6 +48,12 @@ pub struct Overrides {
     /// Save a checkpoint every N epochs.
     #[cfg_attr(feature = "cli", arg(long))]
     pub checkpoint_interval: Option<usize>,
+    /// Also save a checkpoint every N training steps (a resume continues from that step).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
+    pub checkpoint_every_steps: Option<usize>,
+    /// Also save a checkpoint every N minutes (checked after each step).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
+    pub checkpoint_every_minutes: Option<f64>,
     /// Seed of shuffling, augmentation, dropout and initialization.
     #[cfg_attr(feature = "cli", arg(long))]
     pub seed: Option<u64>,
@@ -149,6 +155,12 @@ impl ExperimentConfig {
         train.precision = o.precision.unwrap_or(train.precision);
         train.resume = o.resume.unwrap_or(std::mem::take(&mut train.resume));
         train.checkpoint_interval = o.checkpoint_interval.unwrap_or(train.checkpoint_interval);
+        if o.checkpoint_every_steps.is_some() {
+            train.checkpoint_every_steps = o.checkpoint_every_steps;
+        }
+        if o.checkpoint_every_minutes.is_some() {
+            train.checkpoint_every_minutes = o.checkpoint_every_minutes;
+        }
         train.seed = o.seed.unwrap_or(train.seed);
         train.init_from = o.init_from.or(train.init_from.take());
         train.new_classifier |= o.new_classifier;

@@ -108,6 +108,15 @@ pub struct TrainConfig {
     pub checkpoint_interval: usize,
     /// Epoch checkpoints kept (the newest); the best model is kept separately.
     pub keep_last: usize,
+    /// Also save a checkpoint every this many training steps (batches), inside epochs:
+    /// a resume continues from that step exactly. None by default.
+    pub checkpoint_every_steps: Option<usize>,
+    /// Also save a checkpoint when this many minutes have passed since the last one
+    /// (checked after each step). None by default.
+    pub checkpoint_every_minutes: Option<f64>,
+    /// Step checkpoints kept (the newest); an epoch checkpoint removes those it
+    /// supersedes.
+    pub keep_last_steps: usize,
     /// Device(s): `flex`, `tch-cpu`, `tch-cuda:0`, `cuda:0`, `cuda:0,cuda:1`.
     pub device: String,
     /// Compute precision.
@@ -148,6 +157,9 @@ impl Default for TrainConfig {
             early_stopping: None,
             checkpoint_interval: 10,
             keep_last: 3,
+            checkpoint_every_steps: None,
+            checkpoint_every_minutes: None,
+            keep_last_steps: 2,
             device: crate::device::DEFAULT_DEVICE.to_string(),
             precision: Precision::F32,
             loss_scale: LossScaleConfig::default(),
@@ -182,6 +194,37 @@ impl TrainConfig {
     /// on one.
     pub fn first_device(&self) -> &str {
         self.device.split(',').next().unwrap_or_default()
+    }
+
+    /// Checks the checkpoint settings.
+    fn validate_checkpoints(&self) -> Result<()> {
+        if self.checkpoint_interval == 0 {
+            return Err(invalid("train.checkpoint_interval", "must be at least 1"));
+        }
+        if self.keep_last == 0 {
+            return Err(invalid(
+                "train.keep_last",
+                "must be at least 1 (a resume needs a checkpoint)",
+            ));
+        }
+        if self.checkpoint_every_steps == Some(0) {
+            return Err(invalid(
+                "train.checkpoint_every_steps",
+                "must be at least 1 (leave it out for no step checkpoints)",
+            ));
+        }
+        if let Some(minutes) = self.checkpoint_every_minutes
+            && !(minutes.is_finite() && minutes > 0.0)
+        {
+            return Err(invalid(
+                "train.checkpoint_every_minutes",
+                format!("{minutes} is not a positive number of minutes"),
+            ));
+        }
+        if self.keep_last_steps == 0 {
+            return Err(invalid("train.keep_last_steps", "must be at least 1"));
+        }
+        Ok(())
     }
 
     /// Checks every value that can be checked without the data; errors name the key.
@@ -225,15 +268,7 @@ impl TrainConfig {
                 format!("{} is not a non-negative number", self.weight_decay),
             ));
         }
-        if self.checkpoint_interval == 0 {
-            return Err(invalid("train.checkpoint_interval", "must be at least 1"));
-        }
-        if self.keep_last == 0 {
-            return Err(invalid(
-                "train.keep_last",
-                "must be at least 1 (a resume needs a checkpoint)",
-            ));
-        }
+        self.validate_checkpoints()?;
         if self.prefetch == 0 {
             return Err(invalid("train.prefetch", "must be at least 1"));
         }

@@ -1,16 +1,19 @@
 //! Loaders over an [`ImageDataset`]: the training order as a function of (seed, epoch)
-//! alone with full batches only, file order for evaluation, and a prefetch thread.
+//! alone with full batches only (from any batch on, for a resume inside an epoch), file
+//! order for evaluation, and a prefetch thread that measures how long the consumer
+//! waits for each batch.
 
 use std::{
     ops::ControlFlow,
     sync::{Arc, mpsc},
+    time::{Duration, Instant},
 };
 
 use burn::{
     data::dataloader::{BatchDataLoader, BatchStrategy, DataLoader, FixBatchStrategy},
     prelude::*,
 };
-use rand::{SeedableRng, rngs::StdRng};
+use rand::{SeedableRng, rngs::StdRng, seq::SliceRandom};
 
 use super::{BatchResult, ImageBatch, ImageBatcher, ImageDataset, ImageItem};
 use crate::error::{Result, TrainError};
@@ -50,24 +53,38 @@ pub fn epoch_seed(seed: u64, epoch: u64) -> u64 {
     rand::RngExt::random(&mut rng)
 }
 
-/// The training loader of `epoch`: shuffled by `(seed, epoch)`, full batches only.
+/// The training order of `epoch`: the dataset's items shuffled by `(seed, epoch)`.
+pub fn epoch_order(dataset: &ImageDataset, seed: u64, epoch: u64) -> Vec<ImageItem> {
+    let mut items = dataset.items().to_vec();
+    items.shuffle(&mut StdRng::seed_from_u64(epoch_seed(seed, epoch)));
+    items
+}
+
+/// The training loader of `epoch` from batch `first_batch` on: the order of
+/// [`epoch_order`], full batches only. The batches before `first_batch` are skipped
+/// without being read.
 pub fn train_loader(
     dataset: &ImageDataset,
     batcher: ImageBatcher,
     batch_size: usize,
-    seed: u64,
-    epoch: u64,
+    (seed, epoch): (u64, u64),
+    first_batch: usize,
     device: &Device,
 ) -> Arc<dyn DataLoader<BatchResult>> {
+    let order = epoch_order(dataset, seed, epoch);
+    let rest = order
+        .get(first_batch.saturating_mul(batch_size)..)
+        .unwrap_or_default()
+        .to_vec();
     Arc::new(BatchDataLoader::new(
         Box::new(DropLastStrategy {
             items: Vec::new(),
             batch_size,
         }),
-        Arc::new(dataset.clone()),
+        Arc::new(ImageDataset::from_items(rest)),
         Arc::new(batcher),
         device.clone(),
-        Some(StdRng::seed_from_u64(epoch_seed(seed, epoch))),
+        None,
     ))
 }
 
@@ -106,6 +123,16 @@ pub fn for_each_batch_until(
     prefetch: usize,
     mut consume: impl FnMut(usize, ImageBatch) -> Result<ControlFlow<()>>,
 ) -> Result<()> {
+    for_each_timed_batch(loader, prefetch, |index, batch, _| consume(index, batch))
+}
+
+/// [`for_each_batch_until`] that also tells `consume` how long it waited for each batch:
+/// the time the consumer was idle because the loader was behind.
+pub fn for_each_timed_batch(
+    loader: &Arc<dyn DataLoader<BatchResult>>,
+    prefetch: usize,
+    mut consume: impl FnMut(usize, ImageBatch, Duration) -> Result<ControlFlow<()>>,
+) -> Result<()> {
     std::thread::scope(|scope| {
         let (sender, receiver) = mpsc::sync_channel(prefetch);
         scope.spawn(move || {
@@ -116,9 +143,14 @@ pub fn for_each_batch_until(
                 }
             }
         });
-        for (index, batch) in receiver.into_iter().enumerate() {
+        for index in 0.. {
+            let asked = Instant::now();
+            let Ok(batch) = receiver.recv() else {
+                break;
+            };
+            let waited = asked.elapsed();
             let batch = batch.map_err(TrainError::Loader)??;
-            if consume(index, batch)?.is_break() {
+            if consume(index, batch, waited)?.is_break() {
                 break;
             }
         }

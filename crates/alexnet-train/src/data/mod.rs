@@ -25,7 +25,10 @@ use rayon::prelude::*;
 mod loader;
 mod share;
 
-pub use loader::{epoch_seed, eval_loader, for_each_batch, for_each_batch_until, train_loader};
+pub use loader::{
+    epoch_order, epoch_seed, eval_loader, for_each_batch, for_each_batch_until,
+    for_each_timed_batch, train_loader,
+};
 pub use share::share_of;
 
 use crate::error::{LoadCause, Result, TrainError};
@@ -60,6 +63,11 @@ impl ImageDataset {
                 index,
             })
             .collect();
+        Self { items }
+    }
+
+    /// A dataset of `items` as they are (each keeps its index).
+    pub fn from_items(items: Vec<ImageItem>) -> Self {
         Self { items }
     }
 
@@ -193,6 +201,7 @@ impl Batcher<ImageItem, BatchResult> for ImageBatcher {
     fn batch(&self, items: Vec<ImageItem>, device: &Device) -> BatchResult {
         let (part, parts) = self.share;
         let items = &items[share_of(items.len(), part, parts)];
+        crate::faults::loader_delay();
         let buffer = self.load(items)?;
         let [height, width] = self.pipeline.output_size();
         let crops = self.pipeline.crops();

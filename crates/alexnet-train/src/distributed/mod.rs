@@ -93,13 +93,7 @@ pub fn finish<T>(rank: usize, result: Result<T>) -> Result<T> {
     result
 }
 
-/// This process's rank as an MPI launcher (Open MPI's, MPICH's, PMIx) told it, before
-/// MPI is initialized; `None` outside a launcher.
-pub fn launcher_rank() -> Option<usize> {
-    ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok()?.parse().ok())
-}
+pub use crate::launcher::launcher_rank;
 
 #[cfg(feature = "mpi")]
 pub(crate) fn connect_mpi(config: &DistributedConfig) -> Result<Box<dyn Collective>> {

@@ -4,60 +4,35 @@
 
 use std::{path::PathBuf, sync::Arc, time::Instant};
 
-use alexnet_model::AlexNet;
 use burn::prelude::*;
-use indicatif::ProgressBar;
 use tfevents::EventWriter;
 
-use super::{EpochObserver, SUMMARY_CSV, TrainSummary, Trainer};
+use super::{
+    EpochObserver, SUMMARY_CSV, TrainSummary, Trainer,
+    steplog::{StepLog, log_data_wait},
+    steps::Trained,
+};
 use crate::{
-    data::{ImageBatch, ImageBatcher, epoch_seed, for_each_batch, loader_pool, train_loader},
+    data::loader_pool,
     error::{Result, TrainError},
     eval::{EvalOptions, evaluate},
     faults::pause_point,
-    logging::{finish_progress, progress_bar},
-    metrics::{Accumulator, EpochMetrics},
+    metrics::{Accumulator, EpochMetrics, TrainingSums},
     optim::{LossScaler, MIN_LOSS_SCALE},
     report::{log_epoch, open_tensorboard, preview_grid, write_scalars, write_summary_csv},
     step::{StepOutcome, all_finite},
 };
 
-/// The sums of one epoch's applied steps.
-#[derive(Default)]
-struct EpochTraining {
-    /// Loss summed over the images of applied steps (every rank's).
-    loss_sum: f64,
-    /// Images of applied steps (every rank's).
-    images: u64,
-    /// Top-1 and top-5 counts (every rank's, summed at the end of the epoch).
-    accuracy: Accumulator,
-    applied: u64,
-    /// Steps skipped as f16 overflows.
-    skipped: u64,
-}
-
-impl EpochTraining {
-    /// Adds a step's outcome (an applied step's loss and accuracy, or a skip).
-    fn add(&mut self, outcome: &StepOutcome, classes: usize, targets: &[usize]) {
-        if outcome.applied {
-            self.applied += 1;
-            self.loss_sum += f64::from(outcome.loss) * outcome.images as f64;
-            self.images += outcome.images as u64;
-            self.accuracy
-                .add_log_probs(&outcome.log_probs, classes, targets);
-        } else {
-            self.skipped += 1;
-        }
-    }
-
-    /// The mean training loss so far.
-    fn loss(&self) -> f64 {
-        self.loss_sum / self.images.max(1) as f64
-    }
+/// How an epoch ended.
+enum EpochEnd {
+    /// Trained and evaluated: its metrics, and whether it was checkpointed.
+    Done(EpochMetrics, bool),
+    /// Stopped by this signal during its training steps, after a step checkpoint.
+    Stopped(i32),
 }
 
 /// The stop for a run that diverged, naming where and what a resume starts from.
-fn diverged(
+pub(super) fn diverged(
     what: String,
     epoch: usize,
     batch: usize,
@@ -80,7 +55,7 @@ fn diverged(
 /// Why a step ends the run, if it does: under f16 a non-finite step is an overflow,
 /// skipped and retried with a smaller scale, until even the smallest scale keeps
 /// overflowing; in f32 it is divergence.
-fn step_failure(scaler: Option<&LossScaler>, outcome: &StepOutcome) -> Option<String> {
+pub(super) fn step_failure(scaler: Option<&LossScaler>, outcome: &StepOutcome) -> Option<String> {
     match scaler {
         Some(scaler) if scaler.exhausted() => Some(format!(
             "f16 steps overflowed {} times in a row at the smallest loss scale ({MIN_LOSS_SCALE}), the last loss {}",
@@ -97,7 +72,7 @@ fn step_failure(scaler: Option<&LossScaler>, outcome: &StepOutcome) -> Option<St
 }
 
 /// The distinct devices of `devices`, in first-seen order.
-fn distinct(devices: &[Device]) -> Vec<&Device> {
+pub(super) fn distinct(devices: &[Device]) -> Vec<&Device> {
     let mut seen: Vec<&Device> = Vec::new();
     for device in devices {
         if !seen.contains(&device) {
@@ -111,11 +86,13 @@ impl Trainer {
     /// Trains, calling `observer` after each epoch.
     pub fn run(mut self, observer: &mut EpochObserver<'_>) -> Result<TrainSummary> {
         if let Some(dir) = &self.last_checkpoint {
-            tracing::info!(
-                "resuming from {} (epoch {})",
-                dir.display(),
-                self.state.epoch
-            );
+            let (epoch, batches) = self.state.progress();
+            let inside = if batches > 0 {
+                format!(", then {batches} batches of epoch {}", epoch + 1)
+            } else {
+                String::new()
+            };
+            tracing::info!("resuming from {} (epoch {epoch}{inside})", dir.display());
         }
         // Rank 0 alone writes the run's files; every rank computes the same run.
         let writes = self.stepper.group.is_first();
@@ -125,53 +102,114 @@ impl Trainer {
         }
         let tensorboard_dir = self.run_dir.join("tensorboard");
         let mut board = if writes {
-            Some(open_tensorboard(&tensorboard_dir, self.state.epoch)?)
+            Some(open_tensorboard(&tensorboard_dir, self.state.epoch as u64)?)
         } else {
             None
         };
+        let (epoch, batches) = self.state.progress();
+        let steps_done = self.run_step(epoch + 1, batches);
+        let mut log = StepLog::open(
+            &tensorboard_dir,
+            steps_done,
+            self.config.logging.every_steps,
+            self.config.train.batch_size,
+            writes,
+        )?;
         let parameters = self.model()?.num_trainable_params();
         self.log_start(parameters);
         let pool = loader_pool(self.config.train.loader_threads)?;
         if let Some(board) = board.as_mut() {
             self.write_header(board, &pool)?;
         }
+        let (interrupted, stopped_by) = self.epochs(board.as_mut(), &mut log, &pool, observer)?;
+        log.flush()?;
+        if let Some(signal) = stopped_by {
+            self.log_stopped(signal);
+        }
+        Ok(TrainSummary {
+            run_dir: self.run_dir,
+            tensorboard_dir,
+            checkpoint: self.last_checkpoint,
+            stopped_early: self.config.train.early_stop(&self.state.history),
+            history: self.state.history,
+            parameters,
+            interrupted,
+            stopped_by,
+            rank: self.stepper.group.rank(),
+        })
+    }
+
+    /// The epochs left: returns whether the observer interrupted the run, and the
+    /// signal that stopped it, if one did.
+    fn epochs(
+        &mut self,
+        mut board: Option<&mut EventWriter>,
+        log: &mut StepLog,
+        pool: &Arc<rayon::ThreadPool>,
+        observer: &mut EpochObserver<'_>,
+    ) -> Result<(bool, Option<i32>)> {
         let epochs = self.config.train.epochs;
-        let mut stopped_early = self.config.train.early_stop(&self.state.history);
-        if let Some(stop) = &stopped_early {
+        if let Some(stop) = self.config.train.early_stop(&self.state.history) {
             tracing::info!("training already complete: {stop}");
+            return Ok((false, None));
         } else if self.state.epoch >= epochs {
             tracing::info!(
                 "training already complete: {} of {epochs} epochs done",
                 self.state.epoch
             );
         }
-        let mut interrupted = false;
-        let first = self.state.epoch + 1;
-        for epoch in first..=epochs {
-            if stopped_early.is_some() {
-                break;
+        for epoch in self.state.epoch + 1..=epochs {
+            let (metrics, checkpointed) =
+                match self.epoch(board.as_deref_mut(), log, epoch, pool)? {
+                    EpochEnd::Stopped(signal) => return Ok((true, Some(signal))),
+                    EpochEnd::Done(metrics, checkpointed) => (metrics, checkpointed),
+                };
+            if let Some(signal) = self.agreed_stop()? {
+                if !checkpointed {
+                    self.save_epoch()?;
+                }
+                return Ok((epoch < epochs, Some(signal)));
             }
-            let metrics = self.epoch(board.as_mut(), epoch, &pool)?;
             if !observer(&metrics) {
-                interrupted = epoch < epochs;
-                break;
+                return Ok((epoch < epochs, None));
             }
-            stopped_early = self.config.train.early_stop(&self.state.history);
-            if let Some(stop) = &stopped_early {
+            if let Some(stop) = self.config.train.early_stop(&self.state.history) {
                 let best = self.state.best.as_ref().map_or(0, |best| best.epoch);
                 tracing::info!("{stop}; checkpoints/best/ holds epoch {best}");
+                break;
             }
         }
-        Ok(TrainSummary {
-            run_dir: self.run_dir,
-            tensorboard_dir,
-            checkpoint: self.last_checkpoint,
-            history: self.state.history,
-            parameters,
-            interrupted,
-            stopped_early,
-            rank: self.stepper.group.rank(),
-        })
+        Ok((false, None))
+    }
+
+    /// Whether any rank was asked to stop (at an epoch's end), and by which signal.
+    fn agreed_stop(&mut self) -> Result<Option<i32>> {
+        let mine = self.stop.requested();
+        let group = &mut self.stepper.group;
+        if group.size() == 1 {
+            return Ok(mine);
+        }
+        let all = group.gather(f64::from(mine.unwrap_or(0)), "the agreement on stopping")?;
+        let signal = all.iter().map(|&v| v as i32).max().unwrap_or(0);
+        Ok((signal > 0).then_some(signal))
+    }
+
+    /// The line a stopped run ends on: where it saved, and how to go on.
+    fn log_stopped(&self, signal: i32) {
+        let name = runfiles::StopRequest::signal_name(signal);
+        let (epoch, batches) = self.state.progress();
+        let saved = self
+            .last_checkpoint
+            .as_ref()
+            .map_or("no checkpoint".into(), |dir| dir.display().to_string());
+        tracing::warn!(
+            "stopped by {name} after epoch {epoch}{}, checkpoint {saved}; to resume, run the same command again",
+            if batches > 0 {
+                format!(" and {batches} batches of epoch {}", epoch + 1)
+            } else {
+                String::new()
+            }
+        );
     }
 
     /// Logs what is trained, on what, and this rank's share of each batch.
@@ -225,25 +263,40 @@ impl Trainer {
     }
 
     /// One epoch: train, check, evaluate, report, keep. Nothing non-finite is
-    /// evaluated, logged or saved.
+    /// evaluated, logged or saved. A signal during the training steps stops it after a
+    /// step checkpoint.
     fn epoch(
         &mut self,
         board: Option<&mut EventWriter>,
+        log: &mut StepLog,
         epoch: usize,
         pool: &Arc<rayon::ThreadPool>,
-    ) -> Result<EpochMetrics> {
+    ) -> Result<EpochEnd> {
         let started = Instant::now();
         let lr = self.schedule.lr();
-        let trained = self.train_epoch(epoch, lr, pool)?;
+        let trained = match self.train_epoch(epoch, lr, pool, log)? {
+            Trained::Finished(sums) => sums,
+            Trained::Stopped(signal) => return Ok(EpochEnd::Stopped(signal)),
+        };
+        // The epoch's end supersedes its step checkpoints' positions.
+        self.state.position = None;
         // Every rank continues with rank 0's BatchNorm statistics (the first shard's, as
         // on several devices of one process) and parameters.
         let model = self.model.take().ok_or(TrainError::ModelLost)?;
         self.model = Some(self.stepper.group.broadcast_model(model)?);
         self.check_trained(&trained, epoch)?;
-        let train_seconds = started.elapsed().as_secs_f64();
+        let train_config = &self.config.train;
+        log_data_wait(
+            epoch,
+            &trained,
+            train_config.loader_threads,
+            train_config.prefetch,
+        );
+        pause_point("validate", epoch);
         let val = self.validate(epoch, pool)?;
         let train_config = &self.config.train;
         let images = self.batches_per_epoch() * train_config.batch_size;
+        let seconds = trained.train_seconds + started.elapsed().as_secs_f64();
         let metrics = EpochMetrics {
             epoch,
             train_loss: trained.loss(),
@@ -253,25 +306,26 @@ impl Trainer {
             val_top5: val.top5(),
             val_mean_per_class: val.mean_per_class(),
             lr,
-            images_per_sec: images as f64 / train_seconds.max(1e-9),
-            seconds: started.elapsed().as_secs_f64(),
+            images_per_sec: images as f64 / trained.train_seconds.max(1e-9),
+            seconds: seconds.max(trained.train_seconds),
             skipped_steps: trained.skipped,
             loss_scale: f64::from(self.stepper.loss_scale()),
+            data_wait_share: Some(trained.data_wait_share()),
         };
         log_epoch(&metrics, train_config.epochs);
         if let Some(board) = board {
             write_scalars(board, &metrics, self.stepper.scaler.is_some())?;
         }
         pause_point("epoch-logged", epoch);
-        self.keep(&metrics)?;
+        let checkpointed = self.keep(&metrics)?;
         if self.stepper.group.is_first() {
             write_summary_csv(&self.run_dir.join(SUMMARY_CSV), &self.state.history)?;
         }
-        Ok(metrics)
+        Ok(EpochEnd::Done(metrics, checkpointed))
     }
 
     /// The run's stop if the epoch took no step or left a non-finite parameter.
-    fn check_trained(&self, trained: &EpochTraining, epoch: usize) -> Result<()> {
+    fn check_trained(&self, trained: &TrainingSums, epoch: usize) -> Result<()> {
         if trained.applied == 0 {
             return Err(self.diverged_at_epoch_end(epoch, format!(
                 "no optimizer step completed in the epoch ({} skipped as f16 overflows, the loss scale now {}; a smaller train.loss_scale.initial takes fewer steps to fit)",
@@ -328,107 +382,7 @@ impl Trainer {
     }
 
     /// Full batches in an epoch (the last partial one is dropped).
-    fn batches_per_epoch(&self) -> usize {
+    pub(super) fn batches_per_epoch(&self) -> usize {
         self.inputs.train_set.items().len() / self.config.train.batch_size
-    }
-
-    /// Seeds each device's generator for `epoch`. Dropout draws from it; reseeding per
-    /// epoch makes each epoch's masks independent of how the run got there (fresh or
-    /// resumed). Across ranks each takes the next numbers, as the devices of one process
-    /// would.
-    fn seed_devices(&self, epoch: usize) {
-        let devices = distinct(&self.stepper.devices);
-        let first_stream = (self.stepper.group.rank() * devices.len()) as u64;
-        for (k, device) in devices.into_iter().enumerate() {
-            let seed = epoch_seed(self.state.seed, epoch as u64);
-            device.seed(seed.wrapping_add(first_stream + k as u64));
-        }
-    }
-
-    /// The epoch's training steps.
-    fn train_epoch(
-        &mut self,
-        epoch: usize,
-        lr: f64,
-        pool: &Arc<rayon::ThreadPool>,
-    ) -> Result<EpochTraining> {
-        self.seed_devices(epoch);
-        let train_config = &self.config.train;
-        let group = &self.stepper.group;
-        // Every rank draws the same global batches and loads its own share of each.
-        let batcher = ImageBatcher::new(
-            self.inputs.train_pipeline.clone(),
-            pool.clone(),
-            self.state.seed,
-            epoch as u64,
-        )
-        .with_share(group.rank(), group.size());
-        let loader = train_loader(
-            &self.inputs.train_set,
-            batcher,
-            train_config.batch_size,
-            self.state.seed,
-            epoch as u64,
-            &self.stepper.devices[0],
-        );
-        let bar = progress_bar(
-            self.batches_per_epoch() as u64,
-            "{msg} [{bar:25}] {pos}/{len} {per_sec} ETA {eta}",
-        );
-        bar.set_message(format!("epoch {epoch}/{}", train_config.epochs));
-        let mut sums = EpochTraining::default();
-        // The step takes the model by value: with no other handle on its parameters the
-        // optimizer updates them in place instead of allocating new ones.
-        let mut model = self.model.take();
-        let result = for_each_batch(&loader, train_config.prefetch, |index, batch| {
-            let taken = model.take().ok_or(TrainError::ModelLost)?;
-            let updated = self.train_step(taken, batch, (epoch, index), lr, &mut sums, &bar)?;
-            model = Some(updated);
-            Ok(())
-        });
-        finish_progress(&bar);
-        result?;
-        self.model = Some(model.ok_or(TrainError::ModelLost)?);
-        self.stepper
-            .group
-            .sum_accumulator(&mut sums.accuracy, "the training accuracy sums")?;
-        Ok(sums)
-    }
-
-    /// One step of the epoch: the update, its checks, the sums and the progress bar.
-    fn train_step(
-        &mut self,
-        model: AlexNet,
-        batch: ImageBatch,
-        (epoch, index): (usize, usize),
-        lr: f64,
-        sums: &mut EpochTraining,
-        bar: &ProgressBar,
-    ) -> Result<AlexNet> {
-        let targets = batch.classes.clone();
-        let (model, outcome) = self.stepper.step(model, batch, lr)?;
-        if let Some(what) = step_failure(self.stepper.scaler.as_ref(), &outcome) {
-            let step = self.state.global_step + 1;
-            return Err(diverged(
-                what,
-                epoch,
-                index + 1,
-                step,
-                &self.last_checkpoint,
-            ));
-        }
-        if outcome.applied {
-            self.state.global_step += 1;
-        }
-        sums.add(&outcome, self.inputs.data.num_classes(), &targets);
-        pause_point(format_args!("step-{}", index + 1), epoch);
-        bar.inc(1);
-        bar.set_message(format!(
-            "epoch {epoch}/{} loss {:.4} train acc {:.2}% lr {lr:.3e}",
-            self.config.train.epochs,
-            sums.loss(),
-            100.0 * sums.accuracy.top1()
-        ));
-        Ok(model)
     }
 }

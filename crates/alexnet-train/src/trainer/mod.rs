@@ -13,8 +13,13 @@
 mod epoch;
 mod policy;
 mod setup;
+mod steplog;
+mod steps;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use alexnet_model::AlexNet;
 use burn::prelude::*;
@@ -53,6 +58,10 @@ pub struct TrainSummary {
     pub interrupted: bool,
     /// Why `train.early_stopping` ended the run, if it did.
     pub stopped_early: Option<crate::optim::EarlyStop>,
+    /// The signal (SIGINT 2, SIGTERM 15) that stopped the run after it saved a
+    /// checkpoint, if one did: the process should exit with 128 + it
+    /// ([`runfiles::StopRequest::exit_code`]).
+    pub stopped_by: Option<i32>,
     /// This process's rank in a distributed run (0 otherwise): rank 0 reports.
     pub rank: usize,
 }
@@ -85,12 +94,26 @@ pub struct Trainer {
     schedule: Schedule,
     store: CheckpointStore,
     last_checkpoint: Option<PathBuf>,
+    /// Set by SIGINT/SIGTERM when the program installed it ([`Trainer::with_stop`]):
+    /// the run stops after the step in flight, with a checkpoint.
+    stop: runfiles::StopRequest,
+    /// When the last checkpoint was written (or the run started), for
+    /// `train.checkpoint_every_minutes`.
+    last_save: Instant,
 }
 
 impl Trainer {
     /// The run directory.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
+    }
+
+    /// This trainer, stopping cleanly (a checkpoint after the step in flight) once
+    /// `stop` is requested: [`runfiles::StopRequest::on_signals`] makes SIGINT and
+    /// SIGTERM request it.
+    pub fn with_stop(mut self, stop: runfiles::StopRequest) -> Self {
+        self.stop = stop;
+        self
     }
 
     /// The model (an error only after a failed step lost it).

@@ -14,9 +14,9 @@ use crate::{
 
 impl Trainer {
     /// Records the finished epoch: schedule, state, the best model, a checkpoint every
-    /// `train.checkpoint_interval` epochs and at the last. Every rank keeps the same
-    /// state; rank 0 alone writes the files.
-    pub(super) fn keep(&mut self, metrics: &EpochMetrics) -> Result<()> {
+    /// `train.checkpoint_interval` epochs and at the last; returns whether it wrote a
+    /// checkpoint. Every rank keeps the same state; rank 0 alone writes the files.
+    pub(super) fn keep(&mut self, metrics: &EpochMetrics) -> Result<bool> {
         let train_config = &self.config.train;
         let stepper = &self.stepper;
         let writes = stepper.group.is_first();
@@ -47,26 +47,41 @@ impl Trainer {
         let checkpoint = epoch.is_multiple_of(train_config.checkpoint_interval)
             || epoch == train_config.epochs
             || train_config.early_stop(&state.history).is_some();
-        if checkpoint && !writes {
-            self.last_checkpoint = Some(self.store.epoch_dir(epoch));
-        } else if checkpoint {
-            let optimizer = stepper
-                .optim
-                .into_bytes()
-                .map_err(|source| TrainError::Record {
-                    what: "the optimizer state",
-                    source,
-                })?;
-            let dir = self.store.save(state, &model_bytes(model)?, &optimizer)?;
-            tracing::info!("checkpoint {}", dir.display());
-            self.last_checkpoint = Some(dir);
+        if checkpoint {
+            self.save_epoch()?;
         }
+        Ok(checkpoint)
+    }
+
+    /// Writes the checkpoint of the epochs done (rank 0; the others note its folder),
+    /// which removes the step checkpoints it supersedes.
+    pub(super) fn save_epoch(&mut self) -> Result<()> {
+        let epoch = self.state.epoch;
+        if self.stepper.group.is_first() {
+            let model = self.model.as_ref().ok_or(TrainError::ModelLost)?;
+            let optimizer = optimizer_bytes(&self.stepper.optim)?;
+            let step = self.run_step(epoch + 1, 0);
+            let dir = self
+                .store
+                .save(&self.state, &model_bytes(model)?, &optimizer, step)?;
+            tracing::info!("checkpoint {}", dir.display());
+        }
+        self.last_checkpoint = Some(self.store.epoch_dir(epoch));
+        self.last_save = std::time::Instant::now();
         Ok(())
     }
 }
 
+/// The optimizer's state as burnpack bytes.
+pub(super) fn optimizer_bytes(optim: &burn::optim::ModuleOptimizer) -> Result<burn::tensor::Bytes> {
+    optim.into_bytes().map_err(|source| TrainError::Record {
+        what: "the optimizer state",
+        source,
+    })
+}
+
 /// The model's weights as burnpack bytes.
-fn model_bytes(model: &AlexNet) -> Result<Vec<u8>> {
+pub(super) fn model_bytes(model: &AlexNet) -> Result<Vec<u8>> {
     let bytes = model
         .to_record()
         .into_bytes()

@@ -52,7 +52,8 @@ impl Trainer {
         }
         let devices = training_devices(train_config)?;
         let train_devices: Vec<Device> = devices.iter().map(|d| d.clone().autodiff()).collect();
-        let store = CheckpointStore::new(&run_dir, train_config.keep_last);
+        let store = CheckpointStore::new(&run_dir, train_config.keep_last)
+            .keeping_steps(train_config.keep_last_steps);
         let checkpoint = choose_checkpoint(&store, &train_config.resume, &run_dir)?;
         if let Some(checkpoint) = &checkpoint {
             check_same_model(checkpoint, &inputs.model_config)?;
@@ -63,7 +64,7 @@ impl Trainer {
         let schedule =
             Schedule::restore(&train_config.scheduler, train_config.lr, &state.schedule)?;
         if group.size() > 1 {
-            agree_on_epoch(&mut group, state.epoch, &run_dir)?;
+            agree_on_progress(&mut group, state.progress(), &run_dir)?;
             model = group.broadcast_model(model)?;
         }
         let scaler = (train_config.precision == Precision::F16)
@@ -86,6 +87,8 @@ impl Trainer {
             schedule,
             store,
             last_checkpoint: checkpoint.map(|c| c.dir),
+            stop: runfiles::StopRequest::new(),
+            last_save: std::time::Instant::now(),
         })
     }
 
@@ -152,7 +155,8 @@ fn choose_checkpoint(
 ) -> Result<Option<Checkpoint>> {
     match resume {
         Resume::Never => {
-            if !store.list()?.is_empty() || store.latest()?.is_some() {
+            let any = !store.list()?.is_empty() || !store.list_steps()?.is_empty();
+            if any || store.latest()?.is_some() {
                 return Err(invalid(
                     "train.resume",
                     format!(
@@ -291,21 +295,28 @@ fn restore(
     Ok((model, optim, state))
 }
 
-/// Every rank must start after the same epoch: they read one run directory.
-fn agree_on_epoch(group: &mut ProcessGroup, epoch: usize, run_dir: &Path) -> Result<()> {
-    let epochs = group.gather(epoch as f64, "the check of the checkpoint resumed")?;
-    match epochs
-        .iter()
-        .enumerate()
-        .find(|(_, theirs)| **theirs != epoch as f64)
-    {
-        Some((other, theirs)) => Err(TrainError::Distributed {
-            rank: group.rank(),
-            reason: format!(
-                "starts after epoch {epoch} but rank {other} after epoch {theirs}: every rank must read the same run directory {} (a shared file system)",
-                run_dir.display()
-            ),
-        }),
+/// Every rank must start at the same point (epochs done, batches into the next): they
+/// read one run directory.
+fn agree_on_progress(
+    group: &mut ProcessGroup,
+    (epoch, batches): (usize, usize),
+    run_dir: &Path,
+) -> Result<()> {
+    // Exact in an f64 for any run shorter than 2^53 / 2^24 epochs.
+    let mine = (epoch as f64) * f64::from(1 << 24) + batches as f64;
+    let all = group.gather(mine, "the check of the checkpoint resumed")?;
+    match all.iter().enumerate().find(|(_, theirs)| **theirs != mine) {
+        Some((other, theirs)) => {
+            let their_epoch = (theirs / f64::from(1 << 24)).floor();
+            let their_batches = theirs - their_epoch * f64::from(1 << 24);
+            Err(TrainError::Distributed {
+                rank: group.rank(),
+                reason: format!(
+                    "starts after epoch {epoch} and {batches} batches but rank {other} after epoch {their_epoch} and {their_batches} batches: every rank must read the same run directory {} (a shared file system)",
+                    run_dir.display()
+                ),
+            })
+        }
         None => Ok(()),
     }
 }
