@@ -11,8 +11,9 @@ use alexnet::{
     burn::{prelude::*, tensor::Distribution, tensor::FloatDType},
     model::{AlexNet, AlexNetConfig},
     train::{
-        checkpoint::{CheckpointStore, TrainerState},
+        checkpoint::{CheckpointStore, EpochPosition, TrainerState},
         config::Precision,
+        metrics::TrainingSums,
         optim::{Schedule, SchedulerConfig},
         step::{GradientOptions, ShardThreads, batch_gradients},
         tfevents::read_event_dir,
@@ -158,6 +159,62 @@ fn pruning_never_deletes_the_checkpoint_just_written() {
     // keep_last = 1 within this line: epoch 10 goes; the stale epoch 30 is reported, not
     // silently taken as this run's.
     assert!(!run.path().join("checkpoints/epoch-0010").exists());
+}
+
+/// `trainer_state(epoch)` with a step checkpoint's position: `batches` into the next epoch.
+fn step_state(epoch: usize, batches: usize) -> TrainerState {
+    let mut state = trainer_state(epoch);
+    state.position = Some(EpochPosition {
+        epoch: epoch + 1,
+        batches,
+        sums: TrainingSums::default(),
+    });
+    state
+}
+
+#[test]
+fn a_damaged_step_checkpoint_falls_back_to_the_newest_good_one_of_either_line() {
+    let run = tempfile::tempdir().unwrap();
+    let store = CheckpointStore::new(run.path(), 2).keeping_steps(2);
+    // 10 batches an epoch: epoch 2, then steps 23 and 26 of the run.
+    store.save(&trainer_state(2), b"two", b"opt", 20).unwrap();
+    store
+        .save_step(&step_state(2, 3), [b"step 23", b"opt"], 23)
+        .unwrap();
+    store
+        .save_step(&step_state(2, 6), [b"step 26", b"opt"], 26)
+        .unwrap();
+    let checkpoints = run.path().join("checkpoints");
+    assert_eq!(
+        fs::read_to_string(checkpoints.join("latest")).unwrap(),
+        "step-0026\n"
+    );
+    let loaded = store.load_latest().unwrap().unwrap();
+    assert_eq!(
+        (loaded.model.as_slice(), loaded.state.progress()),
+        (&b"step 26"[..], (2, 6))
+    );
+    // Damaged latest: the step before it.
+    fs::write(checkpoints.join("step-0026/model.bpk"), b"step 2X").unwrap();
+    let loaded = store.load_latest().unwrap().unwrap();
+    assert_eq!(loaded.model, b"step 23");
+    // Both step checkpoints damaged: the epoch checkpoint before them.
+    fs::write(checkpoints.join("step-0023/model.bpk"), b"step 2X").unwrap();
+    let loaded = store.load_latest().unwrap().unwrap();
+    assert_eq!(
+        (loaded.model.as_slice(), loaded.state.progress()),
+        (&b"two"[..], (2, 0))
+    );
+    // A command that scores the run takes the latest epoch checkpoint, never a step one.
+    let scored = store.load_given_or_latest(None).unwrap();
+    assert_eq!(scored.state.epoch, 2);
+    // Epoch 3's checkpoint (run step 30) supersedes the step checkpoints before it.
+    store.save(&trainer_state(3), b"three", b"opt", 30).unwrap();
+    assert!(store.list_steps().unwrap().is_empty());
+    assert_eq!(
+        fs::read_to_string(checkpoints.join("latest")).unwrap(),
+        "epoch-0003\n"
+    );
 }
 
 #[test]

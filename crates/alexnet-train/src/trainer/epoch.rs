@@ -272,12 +272,14 @@ impl Trainer {
         epoch: usize,
         pool: &Arc<rayon::ThreadPool>,
     ) -> Result<EpochEnd> {
-        let started = Instant::now();
         let lr = self.schedule.lr();
         let trained = match self.train_epoch(epoch, lr, pool, log)? {
             Trained::Finished(sums) => sums,
             Trained::Stopped(signal) => return Ok(EpochEnd::Stopped(signal)),
         };
+        // The training time is the sums' (over every session of the epoch); what
+        // follows is timed from here.
+        let trained_at = Instant::now();
         // The epoch's end supersedes its step checkpoints' positions.
         self.state.position = None;
         // Every rank continues with rank 0's BatchNorm statistics (the first shard's, as
@@ -296,7 +298,7 @@ impl Trainer {
         let val = self.validate(epoch, pool)?;
         let train_config = &self.config.train;
         let images = self.batches_per_epoch() * train_config.batch_size;
-        let seconds = trained.train_seconds + started.elapsed().as_secs_f64();
+        let seconds = trained.train_seconds + trained_at.elapsed().as_secs_f64();
         let metrics = EpochMetrics {
             epoch,
             train_loss: trained.loss(),
@@ -307,7 +309,7 @@ impl Trainer {
             val_mean_per_class: val.mean_per_class(),
             lr,
             images_per_sec: images as f64 / trained.train_seconds.max(1e-9),
-            seconds: seconds.max(trained.train_seconds),
+            seconds,
             skipped_steps: trained.skipped,
             loss_scale: f64::from(self.stepper.loss_scale()),
             data_wait_share: Some(trained.data_wait_share()),
