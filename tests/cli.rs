@@ -245,6 +245,32 @@ fn train_and_test_bad_invocations() {
         ),
         "train.epochs",
     );
+    one_line_error(
+        run(
+            "train_caltech",
+            &["--data", "nowhere", "--checkpoint-every-steps", "0"],
+            cwd,
+        ),
+        "train.checkpoint_every_steps",
+    );
+    one_line_error(
+        run(
+            "train_caltech",
+            &["--data", "nowhere", "--checkpoint-every-minutes", "0"],
+            cwd,
+        ),
+        "train.checkpoint_every_minutes",
+    );
+    let smoothing = cwd.join("smoothing.toml");
+    fs::write(&smoothing, "[train]\nlabel_smoothing = 1.0\n").unwrap();
+    one_line_error(
+        run(
+            "train_caltech",
+            &["--config", smoothing.to_str().unwrap(), "--data", "nowhere"],
+            cwd,
+        ),
+        "train.label_smoothing",
+    );
     fails_with(run("train_caltech", &["--precision", "f8"], cwd), "f8");
     // Without the `mpi` feature the error names it; with it (tests/mpi.rs), mpirun.
     one_line_error(

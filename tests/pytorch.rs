@@ -1,7 +1,8 @@
 //! PyTorch in and out: weights written by PyTorch (torchvision's AlexNet, the original's
 //! model.py and its checkpoints) load here and give PyTorch's outputs; a model trained
 //! here and exported loads in PyTorch, strictly, with the same outputs; fine-tuning
-//! starts from a file's weights. PyTorch's side is tests/pytorch_interop.py, run by the
+//! starts from a file's weights; the label-smoothed loss is `F.cross_entropy`'s.
+//! PyTorch's side is tests/pytorch_interop.py, run by the
 //! Python in `ALEXNET_TORCH_PYTHON` (torch, torchvision, safetensors); without it these
 //! tests say so and pass, unless `ALEXNET_REQUIRE_TORCH` is set, as CI does.
 
@@ -11,12 +12,17 @@ use std::path::{Path, PathBuf};
 
 use alexnet::{
     augment::{ChannelValues, OpConfig, Scale},
-    burn::{module::Module, prelude::*, tensor::FloatDType},
+    burn::{
+        module::Module,
+        prelude::*,
+        tensor::{Distribution, FloatDType, activation::log_softmax},
+    },
     model::{AlexNet, AlexNetConfig, Variant},
     train::{
         checkpoint::CheckpointStore,
         commands::export::{ExportCommand, categories_path, export_command},
         device::parse_device,
+        step::training_loss,
         trainer::train,
     },
 };
@@ -365,4 +371,63 @@ fn fine_tuning_from_a_1000_class_torchvision_file_learns() {
     let (model, exported) = export_run(run.path());
     assert_eq!(model.num_classes(), 4);
     assert_pytorch_agrees(&python, &model, &exported, "torchvision", 67);
+}
+
+/// The training loss with label smoothing (`train.label_smoothing`) is PyTorch's
+/// `F.cross_entropy(logits, targets, label_smoothing=ε)` of the logits our log-softmax
+/// takes, in value and in gradient (PyTorch computing in f64).
+#[test]
+fn label_smoothing_is_torch_cross_entropy_with_label_smoothing() {
+    let Some(python) = torch_python() else { return };
+    let device = Device::flex().autodiff();
+    device.seed(11);
+    let (rows, classes) = (6, 5);
+    let logits = Tensor::<2>::random([rows, classes], Distribution::Normal(0.0, 3.0), &device);
+    let values = logits.to_data().try_to_vec::<f32>().unwrap();
+    let targets = [0usize, 4, 2, 2, 1, 3];
+    let dir = tempfile::tempdir().unwrap();
+    write_f32(&dir.path().join("logits.f32"), &values);
+    let target_list: Vec<String> = targets.iter().map(usize::to_string).collect();
+    for epsilon in [0.0, 0.1, 0.3] {
+        let logits =
+            Tensor::<2>::from_data(TensorData::new(values.clone(), [rows, classes]), &device)
+                .require_grad();
+        let target_ids: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+        let target_tensor =
+            Tensor::<1, Int>::from_data(TensorData::new(target_ids, [rows]), &device);
+        let loss = training_loss(log_softmax(logits.clone(), 1), target_tensor, epsilon);
+        let ours = loss.clone().into_scalar::<f32>();
+        let grads = loss.backward();
+        let grad = logits
+            .grad(&grads)
+            .unwrap()
+            .to_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let grad_file = dir.path().join("grad.f32");
+        let theirs: f64 = interop(
+            &python,
+            &[
+                "loss",
+                &epsilon.to_string(),
+                &rows.to_string(),
+                &classes.to_string(),
+                dir.path().join("logits.f32").to_str().unwrap(),
+                &target_list.join(","),
+                grad_file.to_str().unwrap(),
+            ],
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        assert!(
+            (f64::from(ours) - theirs).abs() <= 1e-6 * theirs.abs().max(1.0),
+            "ε {epsilon}: loss {ours}, PyTorch {theirs}"
+        );
+        let difference = relative_difference(&grad, &read_f32(&grad_file));
+        assert!(
+            difference < 1e-5,
+            "ε {epsilon}: gradient differs by {difference}"
+        );
+    }
 }

@@ -16,6 +16,11 @@ loads weights exported by this project into PyTorch's own networks.
       the largest difference between PyTorch's eval outputs on INPUT and OUTPUT (ours),
       relative to OUTPUT's largest magnitude.
 
+  python tests/pytorch_interop.py loss EPSILON ROWS CLASSES LOGITS TARGETS GRAD_OUT
+      F.cross_entropy(LOGITS, TARGETS, label_smoothing=EPSILON) on ROWS x CLASSES
+      float32 logits (TARGETS: comma-separated class ids): prints the loss and writes
+      its gradient with respect to the logits to GRAD_OUT.
+
 Needs torch, torchvision and safetensors (CI installs them with torch 2.9.0).
 """
 import struct
@@ -129,11 +134,22 @@ def check(variant: str, classes: int, side: int, weights: str, inputs: str, ours
     print(((output - theirs).abs().max().item()) / max(scale, 1e-30))
 
 
+def loss(epsilon: float, rows: int, classes: int, logits: str, targets: str, grad_out: str) -> None:
+    x = read_f32(logits, (rows, classes)).double().requires_grad_()
+    t = torch.tensor([int(c) for c in targets.split(",")])
+    value = nn.functional.cross_entropy(x, t, label_smoothing=epsilon)
+    value.backward()
+    write_f32(grad_out, x.grad.float())
+    print(repr(value.item()))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "write":
         write(args[0], int(args[1]), int(args[2]), int(args[3]), args[4], args[5:] == ["he"])
     elif command == "check":
         check(args[0], int(args[1]), int(args[2]), args[3], args[4], args[5])
+    elif command == "loss":
+        loss(float(args[0]), int(args[1]), int(args[2]), args[3], args[4], args[5])
     else:
         raise SystemExit(f"unknown command {command}")

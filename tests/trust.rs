@@ -315,6 +315,7 @@ fn check_statistics_follow_the_first_shard(threads: ShardThreads) {
             loss_scale: 1.0,
             check_finite: false,
             threads,
+            label_smoothing: 0.0,
         };
         batch_gradients(&model, &devices, images, targets, &options).unwrap();
     }

@@ -286,6 +286,7 @@ pub fn stepper(devices: Vec<Device>, dtype: FloatDType, check_finite: bool) -> S
         scaler: None,
         check_finite,
         group: ProcessGroup::local(),
+        label_smoothing: 0.0,
     }
 }
 

@@ -99,6 +99,10 @@ pub struct TrainConfig {
     pub nesterov: bool,
     /// L2 weight decay, added to the gradient before momentum (as PyTorch).
     pub weight_decay: f64,
+    /// Label smoothing ε of the training loss, as PyTorch's `F.cross_entropy(…,
+    /// label_smoothing=ε)`: 0 (the original's) to below 1. The validation loss stays
+    /// the plain negative log-likelihood.
+    pub label_smoothing: f64,
     /// The learning-rate schedule, stepped once per epoch.
     pub scheduler: SchedulerConfig,
     /// Ends the run once a metric has stopped improving (`[train.early_stopping]`);
@@ -153,6 +157,7 @@ impl Default for TrainConfig {
             dampening: 0.0,
             nesterov: true,
             weight_decay: 5e-4,
+            label_smoothing: 0.0,
             scheduler: SchedulerConfig::default(),
             early_stopping: None,
             checkpoint_interval: 10,
@@ -266,6 +271,12 @@ impl TrainConfig {
             return Err(invalid(
                 "train.weight_decay",
                 format!("{} is not a non-negative number", self.weight_decay),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(invalid(
+                "train.label_smoothing",
+                format!("{} is not in [0, 1)", self.label_smoothing),
             ));
         }
         self.validate_checkpoints()?;

@@ -13,7 +13,7 @@ use burn::{
 
 use super::{
     finite::{add_to, sum_is_finite},
-    nll_loss, to_host,
+    to_host, training_loss,
 };
 use crate::{
     data::share_of,
@@ -101,16 +101,20 @@ pub struct GradientOptions {
     pub check_finite: bool,
     /// Where the shards run.
     pub threads: ShardThreads,
+    /// Label smoothing ε of the loss ([`super::training_loss`]; 0: none).
+    pub label_smoothing: f64,
 }
 
 impl GradientOptions {
-    /// Computing in `dtype`, unscaled, unchecked, shards on threads per device.
+    /// Computing in `dtype`, unscaled, unchecked, shards on threads per device, no label
+    /// smoothing.
     pub fn new(dtype: FloatDType) -> Self {
         Self {
             dtype,
             loss_scale: 1.0,
             check_finite: false,
             threads: ShardThreads::PerDevice,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -202,7 +206,7 @@ fn run_shard(
     options: &GradientOptions,
 ) -> Result<ShardOutput> {
     let log_probs = replica.forward(images, options.dtype)?;
-    let loss = nll_loss(log_probs.clone(), targets);
+    let loss = training_loss(log_probs.clone(), targets, options.label_smoothing);
     let loss_value =
         loss.clone()
             .try_into_scalar::<f32>()

@@ -22,6 +22,21 @@ pub fn nll_loss(log_probs: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     log_probs.gather(1, targets.reshape([n, 1])).mean().neg()
 }
 
+/// The training loss: [`nll_loss`] with label smoothing `smoothing` (ε), as PyTorch's
+/// `F.cross_entropy(…, label_smoothing=ε)` on the logits these are the log-softmax of:
+/// the target's share is 1 − ε and every class gets ε / classes more, so the loss is
+/// (1 − ε) · NLL + ε · the mean over classes of −log p (each averaged over the batch).
+/// `smoothing == 0` is [`nll_loss`] exactly.
+pub fn training_loss(log_probs: Tensor<2>, targets: Tensor<1, Int>, smoothing: f64) -> Tensor<1> {
+    if smoothing == 0.0 {
+        return nll_loss(log_probs, targets);
+    }
+    let uniform = log_probs.clone().mean().neg();
+    nll_loss(log_probs, targets)
+        .mul_scalar(1.0 - smoothing)
+        .add(uniform.mul_scalar(smoothing))
+}
+
 /// The host copy of a `[n, classes]` tensor of log-probabilities.
 pub(crate) fn to_host(tensor: Tensor<2>) -> Result<Vec<f32>> {
     tensor
@@ -65,6 +80,8 @@ pub struct Stepper {
     /// The ranks the global batch is split across (one process: [`ProcessGroup::local`]).
     /// Each rank's batch is its share; the step sums the shares' gradients.
     pub group: ProcessGroup,
+    /// Label smoothing ε of the training loss ([`training_loss`]; 0: none).
+    pub label_smoothing: f64,
 }
 
 impl Stepper {
@@ -88,6 +105,7 @@ impl Stepper {
             loss_scale: self.loss_scale(),
             // Across ranks the summed gradients are checked on the host instead.
             check_finite: self.check_finite && !distributed,
+            label_smoothing: self.label_smoothing,
             ..GradientOptions::new(self.dtype)
         };
         let images = batch.classes.len();

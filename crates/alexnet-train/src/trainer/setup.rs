@@ -81,6 +81,7 @@ impl Trainer {
                 scaler,
                 check_finite: true,
                 group,
+                label_smoothing: train_config.label_smoothing,
             },
             model: Some(model),
             state,
