@@ -271,6 +271,15 @@ fn train_and_test_bad_invocations() {
         ),
         "train.label_smoothing",
     );
+    fs::write(&smoothing, "[train]\nclip_grad_norm = 0.0\n").unwrap();
+    one_line_error(
+        run(
+            "train_caltech",
+            &["--config", smoothing.to_str().unwrap(), "--data", "nowhere"],
+            cwd,
+        ),
+        "train.clip_grad_norm",
+    );
     fails_with(run("train_caltech", &["--precision", "f8"], cwd), "f8");
     // Without the `mpi` feature the error names it; with it (tests/mpi.rs), mpirun.
     one_line_error(

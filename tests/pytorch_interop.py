@@ -21,6 +21,11 @@ loads weights exported by this project into PyTorch's own networks.
       float32 logits (TARGETS: comma-separated class ids): prints the loss and writes
       its gradient with respect to the logits to GRAD_OUT.
 
+  python tests/pytorch_interop.py clip MAX_NORM LENGTHS GRADS OUT
+      torch.nn.utils.clip_grad_norm_ on gradients given as one float32 file GRADS cut
+      into tensors of LENGTHS (comma-separated), computed in float64: prints the norm it
+      returns and writes the clipped gradients, in the same order, to OUT.
+
 Needs torch, torchvision and safetensors (CI installs them with torch 2.9.0).
 """
 import struct
@@ -143,12 +148,29 @@ def loss(epsilon: float, rows: int, classes: int, logits: str, targets: str, gra
     print(repr(value.item()))
 
 
+def clip(max_norm: float, lengths: str, grads: str, out: str) -> None:
+    sizes = [int(n) for n in lengths.split(",")]
+    flat = read_f32(grads, (sum(sizes),))
+    params = []
+    for chunk in torch.split(flat, sizes):
+        # In float64: PyTorch's float32 norm on the CPU is off by 1e-3 over tens of
+        # millions of values (a test of the definition, not of its rounding).
+        param = torch.zeros(chunk.shape, dtype=torch.float64, requires_grad=True)
+        param.grad = chunk.double()
+        params.append(param)
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    write_f32(out, torch.cat([p.grad for p in params]).float())
+    print(repr(norm.item()))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "write":
         write(args[0], int(args[1]), int(args[2]), int(args[3]), args[4], args[5:] == ["he"])
     elif command == "check":
         check(args[0], int(args[1]), int(args[2]), args[3], args[4], args[5])
+    elif command == "clip":
+        clip(float(args[0]), args[1], args[2], args[3])
     elif command == "loss":
         loss(float(args[0]), int(args[1]), int(args[2]), args[3], args[4], args[5])
     else:

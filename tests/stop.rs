@@ -3,7 +3,8 @@
 //! evaluation), SIGKILLed between step checkpoints and inside one, and sent a second
 //! SIGTERM while it saves; each time it is rerun, and it must end with the same per-step
 //! losses and per-epoch metrics as an uninterrupted run, one TensorBoard point per step.
-//! A slowed loader must show in the data-wait figure. The pause points need the
+//! A slowed loader must show in the data-wait figure. Label smoothing and gradient
+//! clipping are on, so their resume is checked too. The pause points need the
 //! `fault-injection` feature (the README's test command turns it on).
 
 #![cfg(all(unix, feature = "fault-injection"))]
@@ -28,7 +29,7 @@ const EPOCHS: usize = 3;
 fn config_text(device: &str) -> String {
     tiny_toml(
         &format!(
-            "epochs = {EPOCHS}\nbatch_size = 5\neval_batch_size = 9\ncheckpoint_every_steps = 2\nkeep_last_steps = 2\ndevice = \"{device}\""
+            "epochs = {EPOCHS}\nbatch_size = 5\neval_batch_size = 9\ncheckpoint_every_steps = 2\nkeep_last_steps = 2\ndevice = \"{device}\"\nlabel_smoothing = 0.1\nclip_grad_norm = 5.0"
         ),
         "[logging]\nevery_steps = 1\n",
     )

@@ -287,6 +287,7 @@ pub fn stepper(devices: Vec<Device>, dtype: FloatDType, check_finite: bool) -> S
         check_finite,
         group: ProcessGroup::local(),
         label_smoothing: 0.0,
+        clip_grad_norm: None,
     }
 }
 

@@ -103,6 +103,9 @@ pub struct TrainConfig {
     /// label_smoothing=ε)`: 0 (the original's) to below 1. The validation loss stays
     /// the plain negative log-likelihood.
     pub label_smoothing: f64,
+    /// Clip the gradients to this global 2-norm before each step, as PyTorch's
+    /// `clip_grad_norm_`; none by default (the original's).
+    pub clip_grad_norm: Option<f64>,
     /// The learning-rate schedule, stepped once per epoch.
     pub scheduler: SchedulerConfig,
     /// Ends the run once a metric has stopped improving (`[train.early_stopping]`);
@@ -158,6 +161,7 @@ impl Default for TrainConfig {
             nesterov: true,
             weight_decay: 5e-4,
             label_smoothing: 0.0,
+            clip_grad_norm: None,
             scheduler: SchedulerConfig::default(),
             early_stopping: None,
             checkpoint_interval: 10,
@@ -277,6 +281,14 @@ impl TrainConfig {
             return Err(invalid(
                 "train.label_smoothing",
                 format!("{} is not in [0, 1)", self.label_smoothing),
+            ));
+        }
+        if let Some(max_norm) = self.clip_grad_norm
+            && !(max_norm.is_finite() && max_norm > 0.0)
+        {
+            return Err(invalid(
+                "train.clip_grad_norm",
+                format!("{max_norm} is not a positive number"),
             ));
         }
         self.validate_checkpoints()?;

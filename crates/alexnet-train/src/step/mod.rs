@@ -1,11 +1,13 @@
 //! One training step: the loss, the gradients of a batch over one or several devices
 //! (data parallelism), the finiteness checks, and the optimizer step with loss scaling.
 
+mod clip;
 mod finite;
 mod gradients;
 
 use alexnet_model::AlexNet;
 use burn::{optim::ModuleOptimizer, prelude::*, tensor::FloatDType};
+pub use clip::{clip_grad_norm, gradient_norm};
 pub(crate) use finite::all_finite;
 pub use gradients::{BatchGradients, GradientOptions, ShardThreads, batch_gradients};
 
@@ -60,6 +62,8 @@ pub struct StepOutcome {
     pub applied: bool,
     /// Some gradient was NaN or infinite (the step was not applied).
     pub non_finite_grads: bool,
+    /// The global gradient norm before clipping, where clipping is on.
+    pub grad_norm: Option<f64>,
 }
 
 /// The training step as the trainer takes it: the batch's gradients over the devices,
@@ -82,6 +86,9 @@ pub struct Stepper {
     pub group: ProcessGroup,
     /// Label smoothing ε of the training loss ([`training_loss`]; 0: none).
     pub label_smoothing: f64,
+    /// Clip the summed gradients to this global norm ([`clip_grad_norm`]); `None`: no
+    /// clipping.
+    pub clip_grad_norm: Option<f64>,
 }
 
 impl Stepper {
@@ -131,10 +138,15 @@ impl Stepper {
             }
         };
         let applied = !non_finite && loss.is_finite();
-        let model = if applied {
-            self.optim.step(lr, model, grads)
-        } else {
-            model
+        let mut grad_norm = None;
+        let model = match self.clip_grad_norm {
+            Some(max_norm) if applied => {
+                let (grads, norm) = clip_grad_norm(&model, grads, max_norm)?;
+                grad_norm = Some(norm);
+                self.optim.step(lr, model, grads)
+            }
+            _ if applied => self.optim.step(lr, model, grads),
+            _ => model,
         };
         if let Some(scaler) = self.scaler.as_mut() {
             if applied {
@@ -149,6 +161,7 @@ impl Stepper {
             log_probs,
             applied,
             non_finite_grads: non_finite,
+            grad_norm,
         };
         Ok((model, outcome))
     }

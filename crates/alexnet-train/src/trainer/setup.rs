@@ -82,6 +82,7 @@ impl Trainer {
                 check_finite: true,
                 group,
                 label_smoothing: train_config.label_smoothing,
+                clip_grad_norm: train_config.clip_grad_norm,
             },
             model: Some(model),
             state,

@@ -22,6 +22,15 @@ pub const DATA_WAIT_WARNING: f64 = 0.1;
 /// The folder of the per-step curves, inside the run's TensorBoard folder.
 pub const STEPS_DIR: &str = "steps";
 
+/// What the log records of one step.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Logged {
+    /// The step's loss; `None` when it was skipped as an f16 overflow.
+    pub loss: Option<f32>,
+    /// The global gradient norm before clipping, where `train.clip_grad_norm` is set.
+    pub grad_norm: Option<f64>,
+}
+
 /// The steps since the last point.
 #[derive(Debug, Default)]
 struct Window {
@@ -30,6 +39,8 @@ struct Window {
     /// Applied steps, whose losses are summed.
     steps: usize,
     loss_sum: f64,
+    /// The applied steps' gradient norms, where measured.
+    grad_norm_sum: Option<f64>,
     seconds: f64,
     waited: f64,
 }
@@ -68,12 +79,12 @@ impl StepLog {
         })
     }
 
-    /// Records the step `at`, whose loss was `loss` (`None`: skipped as an f16
-    /// overflow) and which took `seconds`, of which it `waited` for its batch.
+    /// Records the step `at`, `logged`, which took `seconds`, of which it `waited` for
+    /// its batch.
     pub fn step(
         &mut self,
         at: StepAt,
-        loss: Option<f32>,
+        logged: Logged,
         lr: f64,
         seconds: f64,
         waited: f64,
@@ -83,9 +94,12 @@ impl StepLog {
         }
         let window = &mut self.window;
         window.batches += 1;
-        if let Some(loss) = loss {
+        if let Some(loss) = logged.loss {
             window.steps += 1;
             window.loss_sum += f64::from(loss);
+        }
+        if let Some(norm) = logged.grad_norm {
+            *window.grad_norm_sum.get_or_insert(0.0) += norm;
         }
         window.seconds += seconds;
         window.waited += waited;
@@ -96,11 +110,15 @@ impl StepLog {
         let loss = window.loss_sum / window.steps.max(1) as f64;
         let images_per_sec = (window.batches * self.batch_size) as f64 / window.seconds.max(1e-9);
         let wait_share = window.waited / window.seconds.max(1e-9);
+        let grad_norm = window
+            .grad_norm_sum
+            .map(|sum| sum / window.steps.max(1) as f64);
         tracing::info!(
-            "epoch {} step {} (run step {}): loss {loss:.4}, lr {lr:.3e}, {images_per_sec:.1} images/s, waiting for data {:.0}% of the time",
+            "epoch {} step {} (run step {}): loss {loss:.4}{}, lr {lr:.3e}, {images_per_sec:.1} images/s, waiting for data {:.0}% of the time",
             at.epoch,
             at.index + 1,
             at.run_step,
+            grad_norm.map_or(String::new(), |norm| format!(", gradient norm {norm:.3}")),
             100.0 * wait_share
         );
         if let Some(board) = self.board.as_mut() {
@@ -109,6 +127,9 @@ impl StepLog {
             board.scalar("step/learning_rate", lr, step)?;
             board.scalar("step/images_per_sec", images_per_sec, step)?;
             board.scalar("step/data_wait_share", wait_share, step)?;
+            if let Some(norm) = grad_norm {
+                board.scalar("step/grad_norm", norm, step)?;
+            }
             board.flush()?;
         }
         Ok(())

@@ -9,7 +9,11 @@ use alexnet_model::AlexNet;
 use burn::module::Module;
 use indicatif::ProgressBar;
 
-use super::{Trainer, epoch::diverged, epoch::step_failure, steplog::StepLog};
+use super::{
+    Trainer,
+    epoch::{diverged, step_failure},
+    steplog::{Logged, StepLog},
+};
 use crate::{
     checkpoint::EpochPosition,
     data::{ImageBatch, ImageBatcher, epoch_seed, for_each_timed_batch, train_loader},
@@ -135,13 +139,13 @@ impl Trainer {
                 run_step: self.run_step(epoch, index + 1),
             };
             let taken = model.take().ok_or(TrainError::ModelLost)?;
-            let (updated, loss) = self.train_step(taken, batch, at, lr, &mut sums, &bar)?;
+            let (updated, logged) = self.train_step(taken, batch, at, lr, &mut sums, &bar)?;
             let model = model.insert(updated);
             let seconds = clock.elapsed().as_secs_f64();
             clock = Instant::now();
             sums.train_seconds += seconds;
             sums.data_wait_seconds += waited.as_secs_f64();
-            log.step(at, loss, lr, seconds, waited.as_secs_f64())?;
+            log.step(at, logged, lr, seconds, waited.as_secs_f64())?;
             let next = self.next(at)?;
             if next.checkpoint || next.stop.is_some() {
                 self.save_position(model, at, &sums)?;
@@ -166,7 +170,7 @@ impl Trainer {
     }
 
     /// One step of the epoch: the update, its checks, the sums and the progress bar;
-    /// returns the model and the step's loss (`None` when skipped as an f16 overflow).
+    /// returns the model and what the per-step log records of the step.
     fn train_step(
         &mut self,
         model: AlexNet,
@@ -175,7 +179,7 @@ impl Trainer {
         lr: f64,
         sums: &mut TrainingSums,
         bar: &ProgressBar,
-    ) -> Result<(AlexNet, Option<f32>)> {
+    ) -> Result<(AlexNet, Logged)> {
         let StepAt { epoch, index, .. } = at;
         self.seed_step(epoch, index);
         pause_point(format_args!("in-step-{}", index + 1), epoch);
@@ -210,7 +214,11 @@ impl Trainer {
             sums.loss(),
             100.0 * sums.accuracy.top1()
         ));
-        Ok((model, outcome.applied.then_some(outcome.loss)))
+        let logged = Logged {
+            loss: outcome.applied.then_some(outcome.loss),
+            grad_norm: outcome.grad_norm,
+        };
+        Ok((model, logged))
     }
 
     /// What every rank does after the step `at`: a stop when any rank was signalled,
