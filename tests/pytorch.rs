@@ -14,6 +14,7 @@ use alexnet::{
     augment::{ChannelValues, OpConfig, Scale},
     burn::{
         module::{Module, ModuleVisitor, Param},
+        nn::{Linear, LinearConfig},
         optim::GradientsParams,
         prelude::*,
         tensor::{Distribution, FloatDType, activation::log_softmax},
@@ -22,7 +23,9 @@ use alexnet::{
     train::{
         checkpoint::CheckpointStore,
         commands::export::{ExportCommand, categories_path, export_command},
+        config::TrainConfig,
         device::parse_device,
+        optim::OptimizerKind,
         step::{GradientOptions, batch_gradients, clip_grad_norm, gradient_norm, training_loss},
         trainer::train,
     },
@@ -515,4 +518,71 @@ fn gradient_clipping_is_torch_clip_grad_norm() {
             "limit {limit}: clipped gradients differ by {difference}"
         );
     }
+}
+
+/// The values of a linear layer's weight and bias, one after the other.
+fn linear_values(layer: &Linear) -> Vec<f32> {
+    let mut values = layer.weight.val().into_data().try_to_vec::<f32>().unwrap();
+    if let Some(bias) = &layer.bias {
+        values.extend(bias.val().into_data().try_to_vec::<f32>().unwrap());
+    }
+    values
+}
+
+/// `train.optimizer = "adamw"` is `torch.optim.AdamW`: five steps on a layer's weight
+/// and bias with the same gradients end at the same parameters.
+#[test]
+fn adamw_takes_torch_adamw_steps() {
+    let Some(python) = torch_python() else { return };
+    let device = Device::flex().autodiff();
+    device.seed(21);
+    let mut layer = LinearConfig::new(6, 4).init(&device);
+    let start = linear_values(&layer);
+    let config = TrainConfig {
+        optimizer: OptimizerKind::Adamw,
+        betas: [0.8, 0.99],
+        eps: 1e-6,
+        weight_decay: 0.05,
+        ..TrainConfig::default()
+    };
+    config.validate().unwrap();
+    let mut optimizer = config.build_optimizer();
+    let (lr, steps) = (0.01, 5);
+    let mut all_grads = Vec::new();
+    for _ in 0..steps {
+        let weight = Tensor::<2>::random([6, 4], Distribution::Normal(0.0, 1.0), &device);
+        let bias = Tensor::<1>::random([4], Distribution::Normal(0.0, 1.0), &device);
+        all_grads.extend(weight.to_data().try_to_vec::<f32>().unwrap());
+        all_grads.extend(bias.to_data().try_to_vec::<f32>().unwrap());
+        let mut grads = GradientsParams::new();
+        grads.register(layer.weight.id, weight);
+        grads.register(layer.bias.as_ref().unwrap().id, bias);
+        layer = optimizer.step(lr, layer, grads);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    write_f32(Path::new(&path("params.f32")), &start);
+    write_f32(Path::new(&path("grads.f32")), &all_grads);
+    interop(
+        &python,
+        &[
+            "adamw",
+            &lr.to_string(),
+            "0.8",
+            "0.99",
+            "1e-6",
+            "0.05",
+            &steps.to_string(),
+            "24,4",
+            &path("params.f32"),
+            &path("grads.f32"),
+            &path("after.f32"),
+        ],
+    );
+    let theirs = read_f32(Path::new(&path("after.f32")));
+    let ours = linear_values(&layer);
+    let difference = relative_difference(&ours, &theirs);
+    assert!(difference < 1e-6, "parameters differ by {difference}");
+    // And they moved: five steps of 0.01 each.
+    assert!(relative_difference(&start, &theirs) > 1e-3);
 }

@@ -26,6 +26,11 @@ loads weights exported by this project into PyTorch's own networks.
       into tensors of LENGTHS (comma-separated), computed in float64: prints the norm it
       returns and writes the clipped gradients, in the same order, to OUT.
 
+  python tests/pytorch_interop.py adamw LR BETA1 BETA2 EPS WD STEPS LENGTHS PARAMS GRADS OUT
+      torch.optim.AdamW on parameters given as one float32 file PARAMS cut into tensors
+      of LENGTHS, taking STEPS steps whose gradients are GRADS (STEPS such files one
+      after the other in one file); writes the parameters after them to OUT.
+
 Needs torch, torchvision and safetensors (CI installs them with torch 2.9.0).
 """
 import struct
@@ -163,12 +168,28 @@ def clip(max_norm: float, lengths: str, grads: str, out: str) -> None:
     print(repr(norm.item()))
 
 
+def adamw(lr, beta1, beta2, eps, wd, steps, lengths, params, grads, out) -> None:
+    sizes = [int(n) for n in lengths.split(",")]
+    total = sum(sizes)
+    tensors = [p.clone().requires_grad_() for p in torch.split(read_f32(params, (total,)), sizes)]
+    optimizer = torch.optim.AdamW(tensors, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=wd)
+    every = read_f32(grads, (steps, total))
+    for step in range(steps):
+        for tensor, grad in zip(tensors, torch.split(every[step], sizes)):
+            tensor.grad = grad.clone()
+        optimizer.step()
+    write_f32(out, torch.cat([t.detach() for t in tensors]))
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "write":
         write(args[0], int(args[1]), int(args[2]), int(args[3]), args[4], args[5:] == ["he"])
     elif command == "check":
         check(args[0], int(args[1]), int(args[2]), args[3], args[4], args[5])
+    elif command == "adamw":
+        lr, b1, b2, eps, wd = (float(a) for a in args[:5])
+        adamw(lr, b1, b2, eps, wd, int(args[5]), args[6], args[7], args[8], args[9])
     elif command == "clip":
         clip(float(args[0]), args[1], args[2], args[3])
     elif command == "loss":

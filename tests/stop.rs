@@ -3,8 +3,8 @@
 //! evaluation), SIGKILLed between step checkpoints and inside one, and sent a second
 //! SIGTERM while it saves; each time it is rerun, and it must end with the same per-step
 //! losses and per-epoch metrics as an uninterrupted run, one TensorBoard point per step.
-//! A slowed loader must show in the data-wait figure. Label smoothing and gradient
-//! clipping are on, so their resume is checked too. The pause points need the
+//! A slowed loader must show in the data-wait figure. AdamW, label smoothing and
+//! gradient clipping are on, so their resume is checked too (tests/kill.rs checks SGD). The pause points need the
 //! `fault-injection` feature (the README's test command turns it on).
 
 #![cfg(all(unix, feature = "fault-injection"))]
@@ -29,7 +29,7 @@ const EPOCHS: usize = 3;
 fn config_text(device: &str) -> String {
     tiny_toml(
         &format!(
-            "epochs = {EPOCHS}\nbatch_size = 5\neval_batch_size = 9\ncheckpoint_every_steps = 2\nkeep_last_steps = 2\ndevice = \"{device}\"\nlabel_smoothing = 0.1\nclip_grad_norm = 5.0"
+            "epochs = {EPOCHS}\nbatch_size = 5\neval_batch_size = 9\ncheckpoint_every_steps = 2\nkeep_last_steps = 2\ndevice = \"{device}\"\nlabel_smoothing = 0.1\nclip_grad_norm = 5.0\noptimizer = \"adamw\""
         ),
         "[logging]\nevery_steps = 1\n",
     )
@@ -255,6 +255,19 @@ fn a_second_sigterm_while_saving_exits_at_once_and_latest_still_loads() {
     assert_eq!(loaded.state.position.unwrap().batches, 2);
     train_to_end(cwd, "twice");
     assert_eq!(latest_state(&run).epoch, EPOCHS);
+    // A resume with another optimizer than the checkpoint's is refused, naming the key.
+    let text = fs::read_to_string(cwd.join("stop.toml")).unwrap();
+    fs::write(
+        cwd.join("stop.toml"),
+        text.replace("optimizer = \"adamw\"", "optimizer = \"sgd\""),
+    )
+    .unwrap();
+    let output = train_command(cwd, "twice").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("train.optimizer"),
+        "{stderr}"
+    );
 }
 
 #[test]

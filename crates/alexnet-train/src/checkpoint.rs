@@ -80,6 +80,10 @@ pub struct TrainerState {
     pub dataset: Option<alexnet_prep::DatasetFingerprint>,
     /// Every epoch's metrics so far.
     pub history: Vec<EpochMetrics>,
+    /// The optimizer whose state `optimizer.bpk` holds (SGD in checkpoints written
+    /// before there was a choice).
+    #[serde(default)]
+    pub optimizer: crate::optim::OptimizerKind,
     /// Where inside the next epoch a step checkpoint was taken; `None` at an epoch's end.
     #[serde(default)]
     pub position: Option<EpochPosition>,
@@ -124,6 +128,7 @@ impl TrainerState {
             },
             best: None,
             history: Vec::new(),
+            optimizer: crate::optim::OptimizerKind::Sgd,
             position: None,
         }
     }

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::{Result, invalid},
     metrics::EpochMetrics,
-    optim::{EarlyStop, EarlyStoppingConfig, LossScaleConfig, SchedulerConfig},
+    optim::{
+        AdamWParams, EarlyStop, EarlyStoppingConfig, LossScaleConfig, OptimizerKind,
+        SchedulerConfig, sgd_optimizer,
+    },
 };
 
 /// Floating-point precision of the forward and backward passes. Weights and optimizer
@@ -91,13 +94,20 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// Initial learning rate.
     pub lr: f64,
+    /// `sgd` (the original's) or `adamw`.
+    pub optimizer: OptimizerKind,
+    /// AdamW's β1, β2 (PyTorch's defaults).
+    pub betas: [f64; 2],
+    /// AdamW's ε (PyTorch's default).
+    pub eps: f64,
     /// SGD momentum.
     pub momentum: f64,
     /// SGD dampening (PyTorch's default 0; Burn's default would be 0.1).
     pub dampening: f64,
     /// Nesterov momentum.
     pub nesterov: bool,
-    /// L2 weight decay, added to the gradient before momentum (as PyTorch).
+    /// Weight decay: for SGD L2, added to the gradient before momentum (as PyTorch);
+    /// for AdamW decoupled, `p ← p · (1 − lr · weight_decay)`.
     pub weight_decay: f64,
     /// Label smoothing ε of the training loss, as PyTorch's `F.cross_entropy(…,
     /// label_smoothing=ε)`: 0 (the original's) to below 1. The validation loss stays
@@ -156,6 +166,9 @@ impl Default for TrainConfig {
             batch_size: 256,
             eval_batch_size: 64,
             lr: 0.01,
+            optimizer: OptimizerKind::Sgd,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
             momentum: 0.9,
             dampening: 0.0,
             nesterov: true,
@@ -194,6 +207,19 @@ impl TrainConfig {
         }
     }
 
+    /// The configured optimizer, fresh (no state yet).
+    pub fn build_optimizer(&self) -> burn::optim::ModuleOptimizer {
+        match self.optimizer {
+            OptimizerKind::Sgd => sgd_optimizer(self.sgd()),
+            OptimizerKind::Adamw => AdamWParams {
+                betas: self.betas,
+                eps: self.eps,
+                weight_decay: self.weight_decay,
+            }
+            .init(),
+        }
+    }
+
     /// Whether `early_stopping` ends the run after the epochs of `history`.
     pub fn early_stop(&self, history: &[EpochMetrics]) -> Option<EarlyStop> {
         self.early_stopping.as_ref()?.check(history)
@@ -203,6 +229,37 @@ impl TrainConfig {
     /// on one.
     pub fn first_device(&self) -> &str {
         self.device.split(',').next().unwrap_or_default()
+    }
+
+    /// Checks AdamW's values, label smoothing and clipping.
+    fn validate_optimizer(&self) -> Result<()> {
+        if self.betas.iter().any(|beta| !(0.0..1.0).contains(beta)) {
+            return Err(invalid(
+                "train.betas",
+                format!("{:?} are not both in [0, 1)", self.betas),
+            ));
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(invalid(
+                "train.eps",
+                format!("{} is not a positive number", self.eps),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(invalid(
+                "train.label_smoothing",
+                format!("{} is not in [0, 1)", self.label_smoothing),
+            ));
+        }
+        if let Some(max_norm) = self.clip_grad_norm
+            && !(max_norm.is_finite() && max_norm > 0.0)
+        {
+            return Err(invalid(
+                "train.clip_grad_norm",
+                format!("{max_norm} is not a positive number"),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks the checkpoint settings.
@@ -277,20 +334,7 @@ impl TrainConfig {
                 format!("{} is not a non-negative number", self.weight_decay),
             ));
         }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(invalid(
-                "train.label_smoothing",
-                format!("{} is not in [0, 1)", self.label_smoothing),
-            ));
-        }
-        if let Some(max_norm) = self.clip_grad_norm
-            && !(max_norm.is_finite() && max_norm > 0.0)
-        {
-            return Err(invalid(
-                "train.clip_grad_norm",
-                format!("{max_norm} is not a positive number"),
-            ));
-        }
+        self.validate_optimizer()?;
         self.validate_checkpoints()?;
         if self.prefetch == 0 {
             return Err(invalid("train.prefetch", "must be at least 1"));

@@ -21,7 +21,7 @@ use crate::{
     error::{IoContext, Result, TrainError, invalid},
     inputs::{Inputs, check_same_classes, class_labels},
     io::write_atomic,
-    optim::{LossScaler, Schedule, Sgd},
+    optim::{LossScaler, OptimizerKind, Schedule},
     step::Stepper,
 };
 
@@ -209,6 +209,22 @@ fn check_same_model(checkpoint: &Checkpoint, model: &AlexNetConfig) -> Result<()
     })
 }
 
+/// The checkpoint's optimizer must be the configured one: its state (momentum, or
+/// AdamW's moments) is what a resume continues.
+fn check_same_optimizer(checkpoint: &Checkpoint, configured: OptimizerKind) -> Result<()> {
+    if checkpoint.state.optimizer == configured {
+        return Ok(());
+    }
+    Err(invalid(
+        "train.optimizer",
+        format!(
+            "is {configured:?} but {} was trained with {:?}; resume with that optimizer, or start a new run (another --run-dir)",
+            checkpoint.dir.display(),
+            checkpoint.state.optimizer
+        ),
+    ))
+}
+
 /// Forces lazily initialized parameters to be drawn.
 struct Materialize;
 
@@ -255,9 +271,10 @@ fn restore(
             }
         }
     }
-    let mut optim = ModuleOptimizer::from(Sgd::from(train_config.sgd()));
+    let mut optim = train_config.build_optimizer();
     let mut state = match checkpoint {
         Some(checkpoint) => {
+            check_same_optimizer(checkpoint, train_config.optimizer)?;
             model = checkpoint.load_model(model)?;
             optim = checkpoint.load_optimizer(optim)?;
             checkpoint.state.clone()
@@ -279,6 +296,7 @@ fn restore(
         )?;
     }
     state.classes = classes;
+    state.optimizer = train_config.optimizer;
     let dataset = inputs.data.fingerprint();
     if let (Some(checkpoint), Some(trained)) = (checkpoint, &state.dataset) {
         let changes = dataset.changes_since(trained);
