@@ -219,25 +219,6 @@ pub struct CheckpointStore {
 /// The prefix of step checkpoint folders.
 pub const STEP_PREFIX: &str = "step-";
 
-/// Only the progress of a state file, to order checkpoints without loading them.
-#[derive(Deserialize)]
-struct Progress {
-    epoch: usize,
-    #[serde(default)]
-    position: Option<PositionBatches>,
-}
-
-#[derive(Deserialize)]
-struct PositionBatches {
-    batches: usize,
-}
-
-impl Progress {
-    fn key(&self) -> (usize, usize) {
-        (self.epoch, self.position.as_ref().map_or(0, |p| p.batches))
-    }
-}
-
 /// Writes checkpoint `number` of `store`: the state, the model's and the optimizer's
 /// records.
 fn save_in(
@@ -356,26 +337,15 @@ impl CheckpointStore {
         if let Some(path) = checkpoint {
             return Self::load(path);
         }
-        let latest = self.latest()?;
-        let latest_epoch = latest.as_ref().and_then(|dir| {
-            let name = dir.file_name()?.to_str()?;
-            self.store.number(name)
-        });
-        let mut candidates: Vec<PathBuf> = Vec::new();
-        if latest_epoch.is_some() {
-            candidates.extend(latest);
-        }
-        for (epoch, dir) in self.list()? {
-            if latest_epoch.is_none_or(|latest| epoch < latest) && !candidates.contains(&dir) {
-                candidates.push(dir);
-            }
-        }
-        self.load_candidates(&candidates)?.ok_or_else(|| {
-            checkpoint_error(
-                self.dir(),
-                "the run has no checkpoint of a finished epoch yet (train it first, or pass --checkpoint)",
-            )
-        })
+        self.store
+            .load_latest(verified)
+            .map_err(no_usable)?
+            .ok_or_else(|| {
+                checkpoint_error(
+                    self.dir(),
+                    "the run has no checkpoint of a finished epoch yet (train it first, or pass --checkpoint)",
+                )
+            })
     }
 
     /// The checkpoint a `--resume auto` continues from: `latest`, or when it is damaged
@@ -391,10 +361,11 @@ impl CheckpointStore {
     /// before being resumed from an earlier checkpoint) and is never taken silently.
     fn resume_candidates(&self) -> Result<Vec<PathBuf>> {
         let latest = self.latest()?;
+        // The state file alone, not the weights: enough to order checkpoints.
         let progress_of = |dir: &Path| {
-            Store::read_state::<Progress>(dir)
+            Store::read_state::<TrainerState>(dir)
                 .ok()
-                .map(|progress| progress.key())
+                .map(|state| state.progress())
         };
         let bound = latest.as_deref().and_then(progress_of).or_else(|| {
             let name = latest.as_deref()?.file_name()?.to_str()?;
@@ -420,17 +391,26 @@ impl CheckpointStore {
 
     /// The first of `candidates` that loads and verifies, as [`Store::load_first`].
     fn load_candidates(&self, candidates: &[PathBuf]) -> Result<Option<Checkpoint>> {
-        let check = |loaded| Checkpoint::from_loaded(loaded).map_err(|error| error.to_string());
         self.store
-            .load_first(candidates, check)
-            .map_err(|error| match error {
-                runfiles::StoreError::NoUsable { dir, reasons } => checkpoint_error(
-                    &dir,
-                    format!(
-                        "no usable checkpoint ({reasons}); refusing to restart from epoch 1 — pass --resume never with a new --run-dir to start over"
-                    ),
-                ),
-                other => other.into(),
-            })
+            .load_first(candidates, verified)
+            .map_err(no_usable)
+    }
+}
+
+/// A loaded folder as the trainer's checkpoint, or why it is not one.
+fn verified(loaded: Loaded<TrainerState>) -> std::result::Result<Checkpoint, String> {
+    Checkpoint::from_loaded(loaded).map_err(|error| error.to_string())
+}
+
+/// The store's error, with what to do when no checkpoint is usable.
+fn no_usable(error: runfiles::StoreError) -> TrainError {
+    match error {
+        runfiles::StoreError::NoUsable { dir, reasons } => checkpoint_error(
+            &dir,
+            format!(
+                "no usable checkpoint ({reasons}); refusing to restart from epoch 1 — pass --resume never with a new --run-dir to start over"
+            ),
+        ),
+        other => other.into(),
     }
 }

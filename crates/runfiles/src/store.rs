@@ -360,13 +360,18 @@ impl Store {
     }
 
     /// `latest`, then the numbered checkpoints before it, newest first. A later number
-    /// is another line's (see [`Store::prune`]) and never resumed silently.
+    /// is another line's (see [`Store::prune`]) and never resumed silently. A `latest`
+    /// that names no checkpoint of this store (stores of two prefixes sharing a folder
+    /// and its pointer) is passed over, and every numbered checkpoint is a candidate.
     fn candidates(&self) -> Result<Vec<PathBuf>> {
         let latest = self.latest()?;
         let latest_number = latest
             .as_ref()
             .and_then(|dir| self.number(dir.file_name()?.to_str()?));
-        let mut candidates: Vec<PathBuf> = latest.into_iter().collect();
+        let mut candidates: Vec<PathBuf> = latest
+            .filter(|_| latest_number.is_some())
+            .into_iter()
+            .collect();
         for (number, dir) in self.list()? {
             let same_line = latest_number.is_none_or(|latest| number < latest);
             if same_line && !candidates.contains(&dir) {

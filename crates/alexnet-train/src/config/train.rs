@@ -196,6 +196,22 @@ impl Default for TrainConfig {
     }
 }
 
+/// `value` must be a finite number above 0; the error names `key`.
+fn positive(key: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(());
+    }
+    Err(invalid(key, format!("{value} is not a positive number")))
+}
+
+/// `value` must be in [0, 1); the error names `key`.
+fn below_one(key: &'static str, value: f64) -> Result<()> {
+    if (0.0..1.0).contains(&value) {
+        return Ok(());
+    }
+    Err(invalid(key, format!("{value} is not in [0, 1)")))
+}
+
 impl TrainConfig {
     /// The optimizer's hyper-parameters.
     pub fn sgd(&self) -> alexnet_kernels::SgdParams {
@@ -239,25 +255,10 @@ impl TrainConfig {
                 format!("{:?} are not both in [0, 1)", self.betas),
             ));
         }
-        if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(invalid(
-                "train.eps",
-                format!("{} is not a positive number", self.eps),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.label_smoothing) {
-            return Err(invalid(
-                "train.label_smoothing",
-                format!("{} is not in [0, 1)", self.label_smoothing),
-            ));
-        }
-        if let Some(max_norm) = self.clip_grad_norm
-            && !(max_norm.is_finite() && max_norm > 0.0)
-        {
-            return Err(invalid(
-                "train.clip_grad_norm",
-                format!("{max_norm} is not a positive number"),
-            ));
+        positive("train.eps", self.eps)?;
+        below_one("train.label_smoothing", self.label_smoothing)?;
+        if let Some(max_norm) = self.clip_grad_norm {
+            positive("train.clip_grad_norm", max_norm)?;
         }
         Ok(())
     }
@@ -304,18 +305,8 @@ impl TrainConfig {
         if self.eval_batch_size == 0 {
             return Err(invalid("train.eval_batch_size", "must be at least 1"));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(invalid(
-                "train.lr",
-                format!("{} is not a positive number", self.lr),
-            ));
-        }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err(invalid(
-                "train.momentum",
-                format!("{} is not in [0, 1)", self.momentum),
-            ));
-        }
+        positive("train.lr", self.lr)?;
+        below_one("train.momentum", self.momentum)?;
         if !(0.0..=1.0).contains(&self.dampening) {
             return Err(invalid(
                 "train.dampening",

@@ -71,11 +71,8 @@ pub fn train_loader(
     first_batch: usize,
     device: &Device,
 ) -> Arc<dyn DataLoader<BatchResult>> {
-    let order = epoch_order(dataset, seed, epoch);
-    let rest = order
-        .get(first_batch.saturating_mul(batch_size)..)
-        .unwrap_or_default()
-        .to_vec();
+    let mut rest = epoch_order(dataset, seed, epoch);
+    rest.drain(..first_batch.saturating_mul(batch_size).min(rest.len()));
     Arc::new(BatchDataLoader::new(
         Box::new(DropLastStrategy {
             items: Vec::new(),

@@ -139,14 +139,18 @@ impl Stepper {
         };
         let applied = !non_finite && loss.is_finite();
         let mut grad_norm = None;
-        let model = match self.clip_grad_norm {
-            Some(max_norm) if applied => {
-                let (grads, norm) = clip_grad_norm(&model, grads, max_norm)?;
-                grad_norm = Some(norm);
-                self.optim.step(lr, model, grads)
-            }
-            _ if applied => self.optim.step(lr, model, grads),
-            _ => model,
+        let model = if applied {
+            let grads = match self.clip_grad_norm {
+                Some(max_norm) => {
+                    let (grads, norm) = clip_grad_norm(&model, grads, max_norm)?;
+                    grad_norm = Some(norm);
+                    grads
+                }
+                None => grads,
+            };
+            self.optim.step(lr, model, grads)
+        } else {
+            model
         };
         if let Some(scaler) = self.scaler.as_mut() {
             if applied {

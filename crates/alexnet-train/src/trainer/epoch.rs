@@ -164,7 +164,8 @@ impl Trainer {
                     EpochEnd::Stopped(signal) => return Ok((true, Some(signal))),
                     EpochEnd::Done(metrics, checkpointed) => (metrics, checkpointed),
                 };
-            if let Some(signal) = self.agreed_stop()? {
+            // Any rank's signal stops every rank at the epoch's end.
+            if let (Some(signal), _) = self.agree(false, "the agreement on stopping")? {
                 if !checkpointed {
                     self.save_epoch()?;
                 }
@@ -180,18 +181,6 @@ impl Trainer {
             }
         }
         Ok((false, None))
-    }
-
-    /// Whether any rank was asked to stop (at an epoch's end), and by which signal.
-    fn agreed_stop(&mut self) -> Result<Option<i32>> {
-        let mine = self.stop.requested();
-        let group = &mut self.stepper.group;
-        if group.size() == 1 {
-            return Ok(mine);
-        }
-        let all = group.gather(f64::from(mine.unwrap_or(0)), "the agreement on stopping")?;
-        let signal = all.iter().map(|&v| v as i32).max().unwrap_or(0);
-        Ok((signal > 0).then_some(signal))
     }
 
     /// The line a stopped run ends on: where it saved, and how to go on.

@@ -1,7 +1,8 @@
 //! What the trainer keeps of each epoch: the schedule's step, the state, the best model
 //! (highest validation top-1), a checkpoint every `train.checkpoint_interval` epochs and
-//! at the last, and whether `train.early_stopping` ends the run. The checkpoint store ([`crate::checkpoint`]) decides how they are
-//! written and how many are kept; this is when.
+//! at the last, and whether `train.early_stopping` ends the run. The checkpoint store
+//! ([`crate::checkpoint`]) decides how they are written and how many are kept; this is
+//! when.
 
 use alexnet_model::AlexNet;
 
@@ -81,13 +82,12 @@ pub(super) fn optimizer_bytes(optim: &burn::optim::ModuleOptimizer) -> Result<bu
 }
 
 /// The model's weights as burnpack bytes.
-pub(super) fn model_bytes(model: &AlexNet) -> Result<Vec<u8>> {
-    let bytes = model
+pub(super) fn model_bytes(model: &AlexNet) -> Result<burn::tensor::Bytes> {
+    model
         .to_record()
         .into_bytes()
         .map_err(|source| TrainError::Record {
             what: "the model weights",
             source,
-        })?;
-    Ok(bytes.to_vec())
+        })
 }

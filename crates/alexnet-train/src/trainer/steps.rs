@@ -233,20 +233,26 @@ impl Trainer {
         let by_time = train_config
             .checkpoint_every_minutes
             .is_some_and(|minutes| self.last_save.elapsed().as_secs_f64() >= 60.0 * minutes);
-        let mut next = Next {
+        // Rank 0's clock decides for every rank.
+        let (stop, by_time) = self.agree(by_time, "the agreement on stopping after a step")?;
+        Ok(Next {
             checkpoint: (by_steps || by_time) && !last,
-            stop: self.stop.requested(),
-        };
+            stop,
+        })
+    }
+
+    /// The stop every rank agrees on and rank 0's `due`, in one small exchange (one
+    /// process: its own): the signal any rank was given, if one was.
+    pub(super) fn agree(&mut self, due: bool, what: &str) -> Result<(Option<i32>, bool)> {
+        let mine = self.stop.requested();
         let group = &mut self.stepper.group;
-        if group.size() > 1 {
-            // One small exchange a step: every rank's signal, rank 0's clock.
-            let mine = f64::from(next.stop.unwrap_or(0)) + if by_time { 1000.0 } else { 0.0 };
-            let all = group.gather(mine, "the agreement on stopping after a step")?;
-            let signal = all.iter().map(|v| (v % 1000.0) as i32).max().unwrap_or(0);
-            next.stop = (signal > 0).then_some(signal);
-            next.checkpoint = (by_steps || all[0] >= 1000.0) && !last;
+        if group.size() == 1 {
+            return Ok((mine, due));
         }
-        Ok(next)
+        let value = f64::from(mine.unwrap_or(0)) + if due { 1000.0 } else { 0.0 };
+        let all = group.gather(value, what)?;
+        let signal = all.iter().map(|v| (v % 1000.0) as i32).max().unwrap_or(0);
+        Ok(((signal > 0).then_some(signal), all[0] >= 1000.0))
     }
 
     /// Writes a step checkpoint after `at`: the state with the epoch's position and sums
